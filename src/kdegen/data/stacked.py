@@ -1,0 +1,93 @@
+"""``mnist1000``: three mnist5k digits side by side (28 x 84), 1,000 classes 000..999.
+
+Each of the three positions independently draws a digit (uniformly, or with the
+``bias`` weights w(0) = w(1) = 1, w(d) = 1 + 19 (d - 1) / 8, so a 9 is 20 times as
+likely as a 1), optionally restricted to ``digits``, then a random mnist5k image of
+that digit from the same split. The label is the three-digit number 100a + 10b + c.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from kdegen.data.base import ImageData, Option, Request, dataset
+from kdegen.data.embedded import mnist5k_arrays
+
+POSITIONS = 3
+DEFAULT_SIZES = {"train": 10_000, "test": 2_000}
+SPLIT_STREAMS = {"train": 0, "test": 1}
+
+
+def digit_weights(digits: tuple[int, ...], bias: bool) -> np.ndarray:
+    """Sampling probabilities of ``digits`` (uniform, or rising linearly when ``bias``).
+
+    Args:
+        digits: the allowed digits.
+        bias: use w(d) = 1 + 19 (d - 1) / 8 for d >= 1 and w(0) = 1.
+
+    Returns:
+        Probabilities aligned with ``digits``, summing to one.
+    """
+    d = np.asarray(digits, dtype=np.float64)
+    weights = 1 + 19 * np.maximum(d - 1, 0) / 8 if bias else np.ones_like(d)
+    return weights / weights.sum()
+
+
+def sample_digits(
+    rng: np.random.Generator, n: int, digits: tuple[int, ...], bias: bool
+) -> np.ndarray:
+    """Draw an ``n`` x 3 array of digits, each position independently."""
+    return rng.choice(np.asarray(digits), size=(n, POSITIONS), p=digit_weights(digits, bias))
+
+
+def stack_digits(
+    rng: np.random.Generator, chosen: np.ndarray, images: np.ndarray, labels: np.ndarray
+) -> np.ndarray:
+    """Put a random image of each chosen digit side by side.
+
+    Args:
+        rng: the random generator picking images within a class.
+        chosen: n x 3 digits.
+        images: the source split, N x 1 x 28 x 28.
+        labels: the source labels, N.
+
+    Returns:
+        n x 1 x 28 x 84 float32 images.
+    """
+    order = np.argsort(labels, kind="stable")
+    counts = np.bincount(labels, minlength=10)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    offsets = np.floor(rng.random(chosen.shape) * counts[chosen]).astype(np.int64)
+    picks = order[starts[chosen] + offsets]
+    return np.concatenate([images[picks[:, k]] for k in range(POSITIONS)], axis=-1)
+
+
+@dataset(
+    "mnist1000",
+    description="three mnist5k digits side by side (28x84), 1000 classes; options bias, digits",
+    sizes=(DEFAULT_SIZES["train"], DEFAULT_SIZES["test"]),
+    shape=(1, 28, 28 * POSITIONS),
+    num_classes=1000,
+    options=(
+        Option("bias", "bool", False, help="false"),
+        Option("digits", "digits", tuple(range(10)), help="0123456789"),
+        Option("n", "int", None, help="10000 train / 2000 test", minimum=1),
+        Option("seed", "int", 0, minimum=0),
+    ),
+)
+def load_mnist1000(request: Request) -> ImageData:
+    """Build the mnist1000 split the request names; deterministic for given options."""
+    opts = request.options
+    images, labels = mnist5k_arrays()[request.split]
+    n = opts["n"] or DEFAULT_SIZES[request.split]
+    rng = np.random.default_rng([opts["seed"], SPLIT_STREAMS[request.split]])
+    chosen = sample_digits(rng, n, opts["digits"], opts["bias"])
+    stacked = stack_digits(rng, chosen, images, labels)
+    numbers = chosen @ np.array([100, 10, 1])
+    return ImageData(
+        torch.from_numpy(stacked),
+        torch.from_numpy(numbers.astype(np.int64)),
+        request.name,
+        num_classes=1000,
+    )

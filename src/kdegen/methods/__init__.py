@@ -1,0 +1,9 @@
+"""Trainable systems registered by name: ``METHODS.get("gan")`` and, later, kdegan, gen, ...
+
+Importing this package registers every method module listed here.
+"""
+
+from kdegen.methods import gan
+from kdegen.methods.base import METHODS, Batch, DataSpec, Method, MethodConfig
+
+__all__ = ["METHODS", "Batch", "DataSpec", "Method", "MethodConfig", "gan"]

@@ -1,0 +1,183 @@
+"""The GAN method: explicit discriminator and generator phases for any registered objective.
+
+Goodfellow et al.'s alternating minibatch training (tutorial "GAN Objective"), with
+n_critic discriminator updates per generator update for Wasserstein critics
+(Arjovsky et al.; Gulrajani et al.), weight clipping or the gradient penalty as the
+objective asks, and the noise drawn from a prior object so that the KDE prior of
+Generator Reversal (Sec. 3.2) can drive the same generator later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from kdegen import distributed
+from kdegen.config import option
+from kdegen.errors import UsageError
+from kdegen.methods.base import METHODS, Batch, DataSpec, Losses, Method, MethodConfig
+from kdegen.nets import ARCHS, NetOptions, build_pair, init_dcgan_weights
+from kdegen.objectives import OBJECTIVES, Objective, gradient_penalty
+from kdegen.priors import PRIORS, Prior, make_prior
+
+OPTIMIZERS = ("adam", "rmsprop")
+
+
+@dataclass(frozen=True)
+class GANConfig(MethodConfig):
+    """Options of the ``gan`` method (flags of the same names)."""
+
+    objective: str = option("non-saturating", "GAN objective (see `kdegen objectives`)")
+    prior: str = option("normal", "latent prior: normal or uniform")
+    latent: int = option(100, "latent dimension k")
+    arch: str = option("auto", "networks: dcgan, reversal-appendix, mlp, or auto")
+    width: int = option(64, "DCGAN width multiplier")
+    hidden: int = option(128, "MLP hidden units")
+    layers: int = option(3, "MLP hidden layers")
+    d_norm: str = option("auto", "discriminator normalisation: batch, layer, none, auto")
+    n_critic: int = option(0, "discriminator steps per generator step (0: 5 for Wasserstein)")
+    optimizer: str = option("adam", "adam or rmsprop", choices=OPTIMIZERS)
+    lr_g: float = option(2e-4, "generator learning rate")
+    lr_d: float = option(2e-4, "discriminator learning rate")
+    beta1: float = option(0.5, "Adam beta1")
+    beta2: float = option(0.999, "Adam beta2")
+    gp_weight: float = option(10.0, "gradient penalty weight lambda (wgan-gp)")
+    clip: float = option(0.01, "weight clipping bound c (wgan)")
+
+    def __post_init__(self) -> None:
+        OBJECTIVES.get(self.objective)
+        PRIORS.get(self.prior)
+        if self.arch != "auto":
+            ARCHS.get(self.arch)
+        if self.d_norm not in ("auto", "batch", "layer", "none"):
+            raise UsageError(f"--d-norm must be batch, layer, none or auto, got {self.d_norm!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise UsageError(f"--optimizer must be adam or rmsprop, got {self.optimizer!r}")
+        for name in ("latent", "width", "hidden", "layers"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        if self.n_critic < 0:
+            raise UsageError(f"--n-critic must be >= 0 (0 = automatic), got {self.n_critic}")
+        for name in ("lr_g", "lr_d", "clip"):
+            if not getattr(self, name) > 0:
+                raise UsageError(f"--{name.replace('_', '-')} must be positive")
+
+    def resolved(self, spec: DataSpec) -> GANConfig:
+        """Replace the automatic choices by what they mean for this objective and data."""
+        wasserstein = OBJECTIVES.get(self.objective).name in ("wgan", "wgan-gp")
+        n_critic = self.n_critic or (5 if wasserstein else 1)
+        # a per-sample gradient penalty is meaningless through batch statistics
+        penalty = OBJECTIVES.get(self.objective).regularizer == "gradient-penalty"
+        d_norm = self.d_norm if self.d_norm != "auto" else ("layer" if penalty else "batch")
+        arch = self.arch if self.arch != "auto" else ("dcgan" if spec.is_image else "mlp")
+        return replace(self, n_critic=n_critic, d_norm=d_norm, arch=arch)
+
+
+def make_optimizer(
+    name: str, params: Any, lr: float, betas: tuple[float, float]
+) -> torch.optim.Optimizer:
+    """Adam with ``betas`` or RMSProp (the Generator Reversal appendix's choice)."""
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr)
+    return torch.optim.Adam(params, lr=lr, betas=betas)
+
+
+@METHODS.register("gan")
+class GAN(Method):
+    """Generator G and discriminator D trained with a registered objective.
+
+    One ``train_step`` performs n_critic discriminator updates (each on its own real
+    minibatch) and one generator update.
+    """
+
+    Config = GANConfig
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        # Generator Reversal, App. A: latent 200, RMSProp 3e-4, minibatches of 100
+        "reversal-appendix": {
+            "arch": "reversal-appendix", "latent": 200, "optimizer": "rmsprop",
+            "lr_g": 3e-4, "lr_d": 3e-4, "batch_size": 100,
+        },
+    }  # fmt: skip
+
+    def __init__(self, config: GANConfig, spec: DataSpec, device: torch.device) -> None:
+        config = config.resolved(spec)
+        super().__init__(config, spec, device)
+        self.objective: Objective = OBJECTIVES.get(config.objective)
+        self.prior: Prior = make_prior(config.prior, config.latent, device)
+        options = NetOptions(config.width, config.hidden, config.layers, config.d_norm)
+        G, D = build_pair(config.arch, config.latent, spec.shape, options)
+        if spec.is_image:
+            init_dcgan_weights(G)
+            init_dcgan_weights(D)
+        self.G: nn.Module = G.to(device)
+        self.D: nn.Module = D.to(device)
+        betas = (config.beta1, config.beta2)
+        self.opt_g = make_optimizer(config.optimizer, self.G.parameters(), config.lr_g, betas)
+        self.opt_d = make_optimizer(config.optimizer, self.D.parameters(), config.lr_d, betas)
+        self.batches_per_step = config.n_critic
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"G": self.G, "D": self.D}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"G": self.opt_g, "D": self.opt_d}
+
+    def train_step(self, batch: Batch) -> Losses:
+        losses: dict[str, Tensor] = {}
+        for part in batch.chunk(self.batches_per_step):
+            losses.update(self.discriminator_step(part.x))
+        losses.update(self.generator_step(batch.x.shape[0] // self.batches_per_step))
+        return losses
+
+    def discriminator_step(self, real: Tensor) -> dict[str, Tensor]:
+        """D phase: one update of the discriminator on a real batch and fresh fakes."""
+        self.G.train()
+        self.D.train()
+        with torch.no_grad():
+            fake = self.G(self.prior.sample(real.shape[0]))
+        loss = self.objective.d_loss(self.D(real), self.D(fake))
+        out = {"d_loss": loss.detach()}
+        if self.objective.regularizer == "gradient-penalty":
+            gp = gradient_penalty(self.D, real, fake)
+            loss = loss + self.config.gp_weight * gp
+            out["gp_loss"] = gp.detach()
+        self.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        distributed.average_gradients(self.D.parameters())
+        self.opt_d.step()
+        if self.objective.regularizer == "weight-clipping":
+            with torch.no_grad():
+                for p in self.D.parameters():
+                    p.clamp_(-self.config.clip, self.config.clip)
+        return out
+
+    def generator_step(self, n: int) -> dict[str, Tensor]:
+        """G phase: one update of the generator through a frozen discriminator."""
+        self.D.requires_grad_(False)  # no weight gradients for D in this phase
+        try:
+            fake = self.G(self.prior.sample(n))
+            loss = self.objective.g_loss(self.D(fake))
+            self.opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+        finally:
+            self.D.requires_grad_(True)
+        distributed.average_gradients(self.G.parameters())
+        self.opt_g.step()
+        return {"g_loss": loss.detach()}
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        was_training = self.G.training
+        self.G.eval()
+        try:
+            out = [self.G(self.prior.sample(m, generator)) for m in _chunks(n, 1024)]
+        finally:
+            self.G.train(was_training)
+        return torch.cat(out) if out else torch.empty(0, *self.spec.shape, device=self.device)
+
+
+def _chunks(n: int, size: int) -> list[int]:
+    return [min(size, n - i) for i in range(0, n, size)]

@@ -1,0 +1,166 @@
+"""Start, resume and load runs: the library calls behind ``kdegen train`` and ``kdegen sample``.
+
+Everything that can be wrong with the request (config, data, networks for that data,
+the run directory, the checkpoint) is checked before anything is written, so a bad
+request leaves the disk as it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kdegen import distributed
+from kdegen.config import RunConfig, TrainConfig, read_json, replace
+from kdegen.data import ImageData, load
+from kdegen.errors import UsageError
+from kdegen.methods import METHODS, DataSpec, Method
+from kdegen.rundir import RunDir
+from kdegen.training import Trainer
+
+# trainer fields a resumed run may change; anything else would make it another run
+RESUMABLE = ("steps", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints",
+             "grid_size", "device")  # fmt: skip
+
+
+def spec_of(data: ImageData) -> DataSpec:
+    """The data facts a method builds its networks from."""
+    return DataSpec(tuple(data.shape), data.num_classes, len(data))
+
+
+def resolve(config: RunConfig, spec: DataSpec) -> RunConfig:
+    """The config with the method's automatic choices made explicit for ``spec``."""
+    return RunConfig(config.method, config.options.resolved(spec), config.train)
+
+
+def build_method(config: RunConfig, spec: DataSpec, device: torch.device) -> Method:
+    """Instantiate the configured method (seeded, so initial weights repeat)."""
+    torch.manual_seed(config.train.seed)
+    cls = METHODS.get(config.method)
+    return cls(config.options, spec, device)
+
+
+def read_run_config(run: RunDir) -> RunConfig:
+    """Parse ``config.json`` of a run directory."""
+    raw = read_json(run.config)
+    if "method" not in raw:
+        raise UsageError(f"{run.config} has no 'method'; it is not a kdegen run config")
+    cls = METHODS.get(str(raw["method"]))
+    return RunConfig.from_mapping(raw, cls.Config, str(run.config))
+
+
+def start(config: RunConfig, out: str | Path, force: bool = False, progress: bool = True) -> RunDir:
+    """Train a new run into ``out``.
+
+    Args:
+        config: the run's configuration (method, its options, trainer options).
+        out: run directory; it must be absent or empty unless ``force``.
+        force: overwrite kdegen's files in a non-empty ``out``.
+        progress: show a progress bar.
+
+    Returns:
+        The run directory.
+
+    Raises:
+        UsageError: bad data, options or run directory (nothing is written then).
+        kdegen.training.TrainingInterrupted: stopped by a signal after checkpointing.
+    """
+    ctx = distributed.setup(config.train.device)
+    data = load(config.train.data)
+    spec = spec_of(data)
+    config = resolve(config, spec)
+    method = build_method(config, spec, ctx.device)
+    run = RunDir(out)
+    if ctx.is_main:
+        run.check_new(force)
+        run.create(force)
+        config.save(run.config)
+    _barrier()
+    _train(method, data, config.train, run, ctx, None, progress)
+    return run
+
+
+def resume(out: str | Path, progress: bool = True, **overrides: Any) -> RunDir:
+    """Continue the run in ``out`` from its latest checkpoint.
+
+    Args:
+        out: the run directory.
+        progress: show a progress bar.
+        **overrides: new values for trainer fields in :data:`RESUMABLE` (e.g. ``steps``).
+    """
+    run = RunDir(out)
+    run.check_existing()
+    config = read_run_config(run)
+    bad = sorted(set(overrides) - set(RESUMABLE))
+    if bad:
+        flags = ", ".join("--" + b.replace("_", "-") for b in bad)
+        raise UsageError(
+            f"{flags} cannot change when resuming (only {', '.join(RESUMABLE)} can); "
+            "start a new run with --out to change it"
+        )
+    train_cfg: TrainConfig = replace(config.train, overrides)
+    config = RunConfig(config.method, config.options, train_cfg)
+    state = run.load_checkpoint()
+    ctx = distributed.setup(train_cfg.device)
+    data = load(train_cfg.data)
+    spec = spec_of(data)
+    method = build_method(config, spec, ctx.device)
+    method.load_state_dict(state["method"])
+    if ctx.is_main:
+        config.save(run.config)
+        run.truncate_metrics(int(state["step"]))
+    _barrier()
+    _train(method, data, train_cfg, run, ctx, state["trainer"], progress)
+    return run
+
+
+def _train(
+    method: Method,
+    data: ImageData,
+    config: TrainConfig,
+    run: RunDir,
+    ctx: distributed.Context,
+    trainer_state: dict[str, Any] | None,
+    progress: bool,
+) -> None:
+    trainer = Trainer(method, data.images, data.labels, config, run, ctx, progress)
+    if trainer_state is not None:
+        trainer.load_state_dict(trainer_state)
+    trainer.fit()
+
+
+def _barrier() -> None:
+    if distributed.world_size() > 1:
+        torch.distributed.barrier()
+
+
+@dataclass
+class LoadedRun:
+    """A trained run ready to sample from."""
+
+    run: RunDir
+    config: RunConfig
+    method: Method
+    step: int
+
+
+def load_run(path: str | Path, device: str = "auto") -> LoadedRun:
+    """Rebuild a run's method from its config and latest checkpoint (no data needed).
+
+    Raises:
+        UsageError: not a run directory, or a missing / corrupt checkpoint.
+    """
+    run = RunDir(path)
+    run.check_existing()
+    config = read_run_config(run)
+    state = run.load_checkpoint()
+    spec_raw = state.get("spec")
+    if not isinstance(spec_raw, dict):
+        raise UsageError(f"{run.latest} lacks the data description; train the run again")
+    spec = DataSpec.from_dict(spec_raw)
+    method = build_method(config, spec, distributed.pick_device(device))
+    method.load_state_dict(state["method"])
+    return LoadedRun(run, config, method, int(state["step"]))

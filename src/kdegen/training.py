@@ -178,6 +178,7 @@ class Trainer:
         )  # fmt: skip
         with bar, self._signals():
             while self.step < cfg.steps:
+                self.method.set_progress(self.step, cfg.steps)
                 losses = self.method.train_step(self.batch(self.step))
                 self._accumulate(losses)
                 self.step += 1

@@ -109,6 +109,9 @@ class Method(ABC):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """The method's optimizers by name."""
 
+    def set_progress(self, step: int, total: int) -> None:  # noqa: B027 (optional hook)
+        """Called before each step with the step index and the run's total (schedules)."""
+
     def extra_state(self) -> dict[str, Any]:
         """State beyond networks and optimizers (tensors and plain data only)."""
         return {}

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from kdegen import distributed
-from kdegen.config import option
+from kdegen.config import flag_name, option
 from kdegen.errors import UsageError
 from kdegen.methods.base import METHODS, Batch, DataSpec, Losses, Method, MethodConfig
 from kdegen.nets import ARCHS, NetOptions, build_pair, init_dcgan_weights
@@ -32,7 +32,7 @@ class GANConfig(MethodConfig):
 
     objective: str = option("non-saturating", "GAN objective (see `kdegen objectives`)")
     prior: str = option("normal", "latent prior: normal or uniform")
-    latent: int = option(100, "latent dimension k")
+    latent: int = option(0, "latent dimension k (0: 100 for images, the data's for points)")
     arch: str = option("auto", "networks: dcgan, reversal-appendix, mlp, or auto")
     width: int = option(64, "DCGAN width multiplier")
     hidden: int = option(128, "MLP hidden units")
@@ -40,8 +40,9 @@ class GANConfig(MethodConfig):
     d_norm: str = option("auto", "discriminator normalisation: batch, layer, none, auto")
     n_critic: int = option(0, "discriminator steps per generator step (0: 5 for Wasserstein)")
     optimizer: str = option("adam", "adam or rmsprop", choices=OPTIMIZERS)
-    lr_g: float = option(2e-4, "generator learning rate")
-    lr_d: float = option(2e-4, "discriminator learning rate")
+    lr_g: float = option(0.0, "generator learning rate (0: 2e-4 for images, 1e-3 for points)")
+    lr_d: float = option(0.0, "discriminator learning rate (0: as for --lr-g)")
+    lr_decay: str = option("none", "learning-rate schedule: none, or linear to 0 at the last step")
     beta1: float = option(0.5, "Adam beta1")
     beta2: float = option(0.999, "Adam beta2")
     gp_weight: float = option(10.0, "gradient penalty weight lambda (wgan-gp)")
@@ -56,14 +57,16 @@ class GANConfig(MethodConfig):
             raise UsageError(f"--d-norm must be batch, layer, none or auto, got {self.d_norm!r}")
         if self.optimizer not in OPTIMIZERS:
             raise UsageError(f"--optimizer must be adam or rmsprop, got {self.optimizer!r}")
-        for name in ("latent", "width", "hidden", "layers"):
+        if self.lr_decay not in ("none", "linear"):
+            raise UsageError(f"--lr-decay must be none or linear, got {self.lr_decay!r}")
+        for name in ("width", "hidden", "layers"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name} must be at least 1, got {getattr(self, name)}")
-        if self.n_critic < 0:
-            raise UsageError(f"--n-critic must be >= 0 (0 = automatic), got {self.n_critic}")
-        for name in ("lr_g", "lr_d", "clip"):
-            if not getattr(self, name) > 0:
-                raise UsageError(f"--{name.replace('_', '-')} must be positive")
+        for name in ("latent", "n_critic", "lr_g", "lr_d", "gp_weight"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"--{flag_name(name)} must be >= 0 (0: automatic)")
+        if not self.clip > 0:
+            raise UsageError(f"--clip must be positive, got {self.clip}")
 
     def resolved(self, spec: DataSpec) -> GANConfig:
         """Replace the automatic choices by what they mean for this objective and data."""
@@ -73,7 +76,12 @@ class GANConfig(MethodConfig):
         penalty = OBJECTIVES.get(self.objective).regularizer == "gradient-penalty"
         d_norm = self.d_norm if self.d_norm != "auto" else ("layer" if penalty else "batch")
         arch = self.arch if self.arch != "auto" else ("dcgan" if spec.is_image else "mlp")
-        return replace(self, n_critic=n_critic, d_norm=d_norm, arch=arch)
+        latent = self.latent or (100 if spec.is_image else spec.shape[0])
+        lr_g = self.lr_g or (2e-4 if spec.is_image else 1e-3)
+        lr_d = self.lr_d or lr_g
+        return replace(
+            self, n_critic=n_critic, d_norm=d_norm, arch=arch, latent=latent, lr_g=lr_g, lr_d=lr_d
+        )
 
 
 def make_optimizer(
@@ -121,6 +129,13 @@ class GAN(Method):
 
     def networks(self) -> dict[str, nn.Module]:
         return {"G": self.G, "D": self.D}
+
+    def set_progress(self, step: int, total: int) -> None:
+        if self.config.lr_decay == "linear":
+            factor = max(0.0, 1.0 - step / total)
+            for opt, lr in ((self.opt_g, self.config.lr_g), (self.opt_d, self.config.lr_d)):
+                for group in opt.param_groups:
+                    group["lr"] = lr * factor
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"G": self.opt_g, "D": self.opt_d}

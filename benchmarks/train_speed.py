@@ -81,7 +81,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--width", type=int, default=64)
+    p.add_argument("--width", type=int, default=GANConfig().width)
     p.add_argument("--batch", type=int, default=64)
     args = p.parse_args()
     images = load("mnist5k").images

@@ -34,7 +34,7 @@ class GANConfig(MethodConfig):
     prior: str = option("normal", "latent prior: normal or uniform")
     latent: int = option(0, "latent dimension k (0: 100 for images, the data's for points)")
     arch: str = option("auto", "networks: dcgan, reversal-appendix, mlp, or auto")
-    width: int = option(64, "DCGAN width multiplier")
+    width: int = option(32, "DCGAN width multiplier (filters of the full-resolution layer)")
     hidden: int = option(128, "MLP hidden units")
     layers: int = option(3, "MLP hidden layers")
     d_norm: str = option("auto", "discriminator normalisation: batch, layer, none, auto")

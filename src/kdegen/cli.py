@@ -101,7 +101,9 @@ def cmd_train(argv: list[str]) -> int:
     known, _ = pre.parse_known_args(argv)
     method = known.method
     if known.resume:
-        method = runs.read_run_config(runs.RunDir(known.resume)).method
+        existing = runs.RunDir(known.resume)
+        existing.check_existing()
+        method = runs.read_run_config(existing).method
     elif known.config:
         method = str(read_json(Path(known.config)).get("method", method))
     args = _train_parser(method).parse_args(argv)
@@ -221,8 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kdegen: error: {_one_line(str(e))}", file=sys.stderr)
         return 2
     except TrainingInterrupted as e:
-        print(f"kdegen: stopped at step {e.step}; checkpoint written; continue with "
-              "`kdegen train --resume RUN`", file=sys.stderr)  # fmt: skip
+        print(f"kdegen: stopped at step {e.step} with a checkpoint; continue with "
+              f"`kdegen train --resume {e.run or 'RUN'}`", file=sys.stderr)  # fmt: skip
         return 130
     finally:
         from kdegen import distributed

@@ -138,13 +138,3 @@ def gather_objects(obj: Any) -> list[Any]:
     out: list[Any] = [None] * world_size()
     dist.all_gather_object(out, obj)
     return out
-
-
-def scatter_object(objs: list[Any] | None) -> Any:
-    """Rank r receives ``objs[r]`` from rank 0."""
-    if world_size() == 1:
-        assert objs is not None
-        return objs[0]
-    out: list[Any] = [None]
-    dist.scatter_object_list(out, objs if dist.get_rank() == 0 else None, src=0)
-    return out[0]

@@ -33,9 +33,9 @@ from kdegen.rundir import RunDir
 class TrainingInterrupted(Exception):
     """Raised after a SIGINT/SIGTERM once the current step finished and a checkpoint is written."""
 
-    def __init__(self, step: int) -> None:
+    def __init__(self, step: int, run: str | None = None) -> None:
         super().__init__(f"interrupted at step {step}")
-        self.step = step
+        self.step, self.run = step, run
 
 
 class BatchStream:
@@ -186,7 +186,7 @@ class Trainer:
                 self._periodic(bar)
                 if distributed.any_process(self._stop, self.ctx.device):
                     self.save_checkpoint()
-                    raise TrainingInterrupted(self.step)
+                    raise TrainingInterrupted(self.step, str(self.run.path) if self.run else None)
         if self.step % cfg.checkpoint_every:
             self.save_checkpoint()
         if self.step % cfg.sample_every:

@@ -57,12 +57,7 @@ def mnist5k_arrays() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     X, y = mnist_data()
     images = (np.asarray(X, dtype=np.float32) / np.float32(127.5) - 1).reshape(-1, 1, 28, 28)
     labels = np.asarray(y, dtype=np.int64)
-    test_counts = np.full(10, MNIST5K_TEST_PER_CLASS)
-    train, test = stratified_split(labels, test_counts, SPLIT_SEED)
-    out = {"train": (images[train], labels[train]), "test": (images[test], labels[test])}
-    for pair in out.values():
-        _freeze(*pair)
-    return out
+    return _split(images, labels, np.full(10, MNIST5K_TEST_PER_CLASS))
 
 
 @dataset(
@@ -91,6 +86,13 @@ def digits_arrays() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     images = (np.asarray(bunch.images, dtype=np.float32) / np.float32(8) - 1)[:, None]
     labels = np.asarray(bunch.target, dtype=np.int64)
     test_counts = np.array([round(DIGITS_TEST_FRACTION * n) for n in np.bincount(labels)])
+    return _split(images, labels, test_counts)
+
+
+def _split(
+    images: np.ndarray, labels: np.ndarray, test_counts: np.ndarray
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The fixed seeded stratified train/test split, as read-only arrays."""
     train, test = stratified_split(labels, test_counts, SPLIT_SEED)
     out = {"train": (images[train], labels[train]), "test": (images[test], labels[test])}
     for pair in out.values():

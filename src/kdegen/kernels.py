@@ -142,3 +142,25 @@ def nearest(
         values.append(best_v)
         indices.append(best_i)
     return torch.cat(values), torch.cat(indices)
+
+
+def gaussian_kernel_matmul(
+    a: Tensor, b: Tensor, v: Tensor, bandwidth: float, block: int = DEFAULT_BLOCK
+) -> Tensor:
+    """K(a, b) @ v for the Gaussian kernel, without holding K: shape (n, p).
+
+    Args:
+        a: (n, d).
+        b: (m, d).
+        v: (m, p) weights (e.g. one indicator column per permutation of a test).
+        bandwidth: kernel bandwidth h > 0.
+        block: rows / columns per tile.
+    """
+    _check(a, b)
+    scale = 1.0 / (2.0 * bandwidth * bandwidth)
+    out = torch.zeros(a.shape[0], v.shape[1], dtype=v.dtype, device=v.device)
+    for i0, i1 in _spans(a.shape[0], block):
+        for j0, j1 in _spans(b.shape[0], block):
+            k = sq_dists(a[i0:i1], b[j0:j1]).mul_(-scale).exp_()
+            out[i0:i1] += k.to(v.dtype) @ v[j0:j1]
+    return out

@@ -7,14 +7,20 @@ Nothing else builds an N x M matrix: rows of the query set are taken ``block`` a
 time against column blocks of the reference set, so memory is O(block^2) whatever
 N and M are, and results do not depend on the block size (up to rounding).
 
-Squared distances are computed as ||a||^2 + ||b||^2 - 2 a.b with one matrix product
-per tile. Inside a log-sum-exp the row term ||a_i||^2 is constant along the row, so a
-tile only needs the product and the column norms, which ``addmm`` fuses.
+One matrix product per tile gives the whole exponent. Both sets are centred on the
+mean of the reference set (distances do not change; the norms, and the rounding of
+||a||^2 + ||b||^2 - 2 a.b, shrink), then augmented with two columns,
+    Q_i = [2s q_i, -s ||q_i||^2, 1],   P_j = [p_j, 1, -s ||p_j||^2],
+so that Q_i . P_j = -s ||q_i - p_j||^2 comes out of ``mm`` with no further pass. A row's
+log-sum-exp over a tile is then read off PyTorch's fused log-softmax kernel (row max,
+sum of exponentials and one write: stable, and faster than ``exp`` + ``sum``), and
+tiles are merged with ``logaddexp`` in float64. Tiles of float32 inputs stay float32;
+what is accumulated across tiles is float64.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -30,6 +36,86 @@ def _spans(n: int, block: int) -> Iterator[tuple[int, int]]:
 def _check(a: Tensor, b: Tensor) -> None:
     if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[1]:
         raise ValueError(f"need (n, d) and (m, d) arrays, got {tuple(a.shape)}, {tuple(b.shape)}")
+
+
+def _augment(query: Tensor, points: Tensor, scale: float) -> tuple[Tensor, Tensor]:
+    """Q (n, d+2) and P (m, d+2) with Q @ P.T = -scale * ||q_i - p_j||^2 (see the top)."""
+    centre = points.mean(0, keepdim=True)
+    q, p = query - centre, points - centre
+    q_norm = (q * q).sum(1, keepdim=True)  # (n, 1)
+    p_norm = (p * p).sum(1, keepdim=True)  # (m, 1)
+    Q = torch.cat([q * (2.0 * scale), q_norm * -scale, torch.ones_like(q_norm)], 1)
+    P = torch.cat([p, torch.ones_like(p_norm), p_norm * -scale], 1)
+    return Q, P
+
+
+def _tiles(
+    Q: Tensor, P: Tensor, block: int, upper: bool = False
+) -> Iterator[tuple[int, int, Tensor, Tensor]]:
+    """Yield (i0, j0, tile, spare): tile = Q[i0:i0+r] @ P[j0:j0+c].T, spare a scratch (r, c).
+
+    Both live in two buffers allocated once and reused (a fresh 16 MB tensor per tile
+    costs page faults), so a consumer must be done with them before the next step.
+    ``upper`` yields only the tiles with j0 >= i0 (symmetric sums over one set).
+    """
+    if block < 1:
+        raise ValueError(f"block must be positive, got {block}")
+    size = min(block, Q.shape[0]) * min(block, P.shape[0])
+    buf = torch.empty(2 * size, dtype=Q.dtype, device=Q.device)
+    for i0, i1 in _spans(Q.shape[0], block):
+        for j0, j1 in _spans(P.shape[0], block):
+            if upper and j0 < i0:
+                continue
+            r, c = i1 - i0, j1 - j0
+            tile, spare = buf[: r * c].view(r, c), buf[size : size + r * c].view(r, c)
+            torch.mm(Q[i0:i1], P[j0:j1].T, out=tile)
+            yield i0, j0, tile, spare
+
+
+def _tile_logsumexps(
+    Q: Tensor, P: Tensor, block: int, exclude_self: bool = False, upper: bool = False,
+    to_exponent: Callable[[Tensor], None] | None = None,
+) -> Iterator[tuple[int, Tensor]]:  # fmt: skip
+    """Per row block, the log-sum-exp of each row over each column tile of Q @ P.T.
+
+    Yields (i0, lse) with lse (tiles, r) float64: lse[t, i] = log sum_j exp(u_ij) over
+    the t-th column tile computed for this row block (with ``upper``, the first one is
+    the diagonal tile). ``to_exponent`` maps a tile in place before the reduction.
+
+    Per tile this is the product, the row maximum, PyTorch's fused log_softmax (written
+    to a scratch tile) and the maximum of that: log_softmax writes u - lse, which at the
+    row maximum is max - lse up to rounding, so lse = max(u) - max(log_softmax(u)).
+    Rows that are all -inf give -inf.
+    """
+    if block < 1:
+        raise ValueError(f"block must be positive, got {block}")
+    n, m = Q.shape[0], P.shape[0]
+    size = min(block, n) * min(block, m)
+    buf = torch.empty(2 * size, dtype=Q.dtype, device=Q.device)
+    maxima = torch.empty(2, -(-m // block), min(block, n), dtype=Q.dtype, device=Q.device)
+    for i0, i1 in _spans(n, block):
+        r, first = i1 - i0, (i0 // block if upper else 0)
+        for c, (j0, j1) in enumerate(_spans(m, block)):
+            if c < first:
+                continue
+            tile, spare = buf[: r * (j1 - j0)].view(r, -1), buf[size : size + r * (j1 - j0)]
+            torch.mm(Q[i0:i1], P[j0:j1].T, out=tile)
+            if to_exponent is not None:
+                to_exponent(tile)
+            if exclude_self:
+                _mask_self(tile, i0, j0, -torch.inf)
+            torch.amax(tile, 1, out=maxima[0, c, :r])
+            torch.log_softmax(tile, 1, out=spare.view(r, -1))
+            torch.amax(spare.view(r, -1), 1, out=maxima[1, c, :r])
+        top, soft = maxima[0, first:, :r].double(), maxima[1, first:, :r].double()
+        yield i0, torch.where(torch.isneginf(top), top, top - soft)
+
+
+def _mask_self(tile: Tensor, i0: int, j0: int, value: float) -> None:
+    """Set the entries of a tile whose global row and column indices are equal."""
+    r, c = tile.shape
+    if j0 < i0 + r and i0 < j0 + c:
+        _fill_diagonal(tile, i0, j0, value)
 
 
 def sq_dists(a: Tensor, b: Tensor) -> Tensor:
@@ -60,25 +146,49 @@ def logsumexp_neg_sqdist(
         The log-sums, in the dtype of the inputs.
     """
     _check(query, points)
-    out = torch.empty(query.shape[0], dtype=query.dtype, device=query.device)
-    col_norms = (points * points).sum(1)
-    for i0, i1 in _spans(query.shape[0], block):
-        q = query[i0:i1]
-        run_max = torch.full((i1 - i0,), -torch.inf, dtype=q.dtype, device=q.device)
-        run_sum = torch.zeros_like(run_max)
-        for j0, j1 in _spans(points.shape[0], block):
-            # u_ij = -scale * (||p_j||^2 - 2 q_i.p_j); the row's ||q_i||^2 is added at the end
-            u = torch.addmm(col_norms[j0:j1][None, :], q, points[j0:j1].T, alpha=-2.0)
-            u.mul_(-scale)
-            if exclude_self and j0 < i1 and i0 < j1:
-                _fill_diagonal(u, i0, j0, -torch.inf)
-            tile_max = u.max(1).values
-            new_max = torch.maximum(run_max, tile_max)
-            safe = torch.where(torch.isfinite(new_max), new_max, torch.zeros_like(new_max))
-            run_sum.mul_(torch.exp(run_max - safe)).add_(u.sub_(safe[:, None]).exp_().sum(1))
-            run_max = new_max
-        safe = torch.where(torch.isfinite(run_max), run_max, torch.zeros_like(run_max))
-        out[i0:i1] = safe + torch.log(run_sum) - scale * (q * q).sum(1)
+    Q, P = _augment(query, points, scale)
+    return _logsumexp_rows(Q, P, exclude_self, block).to(query.dtype)
+
+
+def logsumexp_neg_dist(
+    query: Tensor,
+    points: Tensor,
+    scale: float,
+    exclude_self: bool = False,
+    block: int = DEFAULT_BLOCK,
+) -> Tensor:
+    """log sum_j exp(-scale * ||q_i - p_j||) (Euclidean, not squared), shape (n,).
+
+    The sibling of :func:`logsumexp_neg_sqdist` for exponentials of plain distances
+    (a Laplace-like kernel; the Distribution Divergence Measure with D = scale * ||.||).
+
+    Args:
+        query: (n, d).
+        points: (m, d).
+        scale: positive factor on the distance.
+        exclude_self: leave out j == i (``query`` and ``points`` are the same set).
+        block: rows / columns per tile.
+
+    Returns:
+        The log-sums, in the dtype of the inputs.
+    """
+    _check(query, points)
+    Q, P = _augment(query, points, -1.0)  # tiles of +||q - p||^2
+
+    def to_exponent(tile: Tensor) -> None:
+        tile.clamp_(min=0).sqrt_().mul_(-scale)
+
+    return _logsumexp_rows(Q, P, exclude_self, block, to_exponent).to(query.dtype)
+
+
+def _logsumexp_rows(
+    Q: Tensor, P: Tensor, exclude_self: bool, block: int,
+    to_exponent: Callable[[Tensor], None] | None = None,
+) -> Tensor:  # fmt: skip
+    """Row log-sum-exp of the exponents Q @ P.T (after ``to_exponent``), merged in float64."""
+    out = torch.empty(Q.shape[0], dtype=torch.float64, device=Q.device)
+    for i0, lse in _tile_logsumexps(Q, P, block, exclude_self, to_exponent=to_exponent):
+        out[i0 : i0 + lse.shape[1]] = torch.logsumexp(lse, 0)
     return out
 
 
@@ -96,6 +206,10 @@ def gaussian_kernel_sum(
 ) -> float:  # fmt: skip
     """sum_ij exp(-||a_i - b_j||^2 / (2 h^2)) accumulated in float64.
 
+    When ``exclude_diagonal`` is set and ``b`` is ``a`` (the same tensor object), the
+    kernel matrix is symmetric: only tiles on and above the diagonal are computed and the
+    others counted twice, which halves the work.
+
     Args:
         a: (n, d).
         b: (m, d).
@@ -105,13 +219,13 @@ def gaussian_kernel_sum(
     """
     _check(a, b)
     scale = 1.0 / (2.0 * bandwidth * bandwidth)
+    symmetric = exclude_diagonal and a is b
+    A, B = _augment(a, b, scale)
     total = torch.zeros((), dtype=torch.float64, device=a.device)
-    for i0, i1 in _spans(a.shape[0], block):
-        for j0, j1 in _spans(b.shape[0], block):
-            k = sq_dists(a[i0:i1], b[j0:j1]).mul_(-scale).exp_()
-            if exclude_diagonal and j0 < i1 and i0 < j1:
-                _fill_diagonal(k, i0, j0, 0.0)
-            total += k.sum(dtype=torch.float64)
+    for _, lse in _tile_logsumexps(A, B, block, exclude_diagonal, upper=symmetric):
+        sums = lse.exp().sum(1)  # (tiles,): sum_j k_ij = exp(a row's log-sum-exp), per tile
+        # symmetric: tile 0 is on the diagonal, the others stand for their mirror images too
+        total += 2.0 * sums.sum() - sums[0] if symmetric else sums.sum()
     return float(total)
 
 
@@ -127,21 +241,36 @@ def nearest(
     _check(query, points)
     if k > points.shape[0] - int(exclude_self):
         raise ValueError(f"k={k} exceeds the number of candidate points")
-    values, indices = [], []
-    for i0, i1 in _spans(query.shape[0], block):
-        best_v = torch.empty(i1 - i0, 0, dtype=query.dtype, device=query.device)
-        best_i = torch.empty(i1 - i0, 0, dtype=torch.long, device=query.device)
-        for j0, j1 in _spans(points.shape[0], block):
-            d2 = sq_dists(query[i0:i1], points[j0:j1])
-            if exclude_self and j0 < i1 and i0 < j1:
-                _fill_diagonal(d2, i0, j0, torch.inf)
-            kk = min(k, j1 - j0)
-            v, idx = d2.topk(kk, dim=1, largest=False)
-            best_v, order = torch.cat([best_v, v], 1).topk(min(k, best_v.shape[1] + kk), 1, False)
-            best_i = torch.cat([best_i, idx + j0], 1).gather(1, order)
-        values.append(best_v)
-        indices.append(best_i)
-    return torch.cat(values), torch.cat(indices)
+    n = query.shape[0]
+    Q, P = _augment(query, points, -1.0)  # tiles of +||q - p||^2
+    best_v = torch.full((n, k), torch.inf, dtype=Q.dtype, device=Q.device)
+    best_i = torch.full((n, k), -1, dtype=torch.long, device=Q.device)
+    for i0, j0, d2, _ in _tiles(Q, P, block):
+        if exclude_self:
+            _mask_self(d2, i0, j0, torch.inf)
+        rows = slice(i0, i0 + d2.shape[0])
+        v, idx = d2.topk(min(k, d2.shape[1]), dim=1, largest=False)
+        merged_v, order = torch.cat([best_v[rows], v], 1).topk(k, 1, largest=False)
+        best_i[rows] = torch.cat([best_i[rows], idx + j0], 1).gather(1, order)
+        best_v[rows] = merged_v
+    return best_v.clamp_(min=0).to(query.dtype), best_i
+
+
+def count_within(
+    query: Tensor, points: Tensor, radii_sq: Tensor, block: int = DEFAULT_BLOCK
+) -> Tensor:
+    """For each query row, how many points p_j have ||q_i - p_j||^2 <= radii_sq[j]: (n,).
+
+    The k-NN-ball membership counts of precision/recall and density (radii_sq: (m,)).
+    """
+    _check(query, points)
+    Q, P = _augment(query, points, -1.0)  # tiles of +||q - p||^2
+    radii = radii_sq.to(Q.dtype)
+    counts = torch.zeros(query.shape[0], dtype=torch.long, device=Q.device)
+    for i0, j0, d2, _ in _tiles(Q, P, block):
+        r, c = d2.shape
+        counts[i0 : i0 + r] += (d2 <= radii[j0 : j0 + c]).sum(1)
+    return counts
 
 
 def gaussian_kernel_matmul(
@@ -158,9 +287,73 @@ def gaussian_kernel_matmul(
     """
     _check(a, b)
     scale = 1.0 / (2.0 * bandwidth * bandwidth)
+    A, B = _augment(a, b, scale)
     out = torch.zeros(a.shape[0], v.shape[1], dtype=v.dtype, device=v.device)
-    for i0, i1 in _spans(a.shape[0], block):
-        for j0, j1 in _spans(b.shape[0], block):
-            k = sq_dists(a[i0:i1], b[j0:j1]).mul_(-scale).exp_()
-            out[i0:i1] += k.to(v.dtype) @ v[j0:j1]
+    for i0, j0, tile, _ in _tiles(A, B, block):
+        k = tile.clamp_(max=0).exp_()  # clamp: k <= 1 exactly, as on the diagonal
+        out[i0 : i0 + k.shape[0]] += k.to(v.dtype) @ v[j0 : j0 + k.shape[1]]
+    return out
+
+
+def polynomial_kernel_sum(
+    a: Tensor, b: Tensor, degree: int = 3, gamma: float | None = None, coef0: float = 1.0,
+    exclude_diagonal: bool = False, block: int = DEFAULT_BLOCK,
+) -> float:  # fmt: skip
+    """sum_ij (gamma a_i.b_j + coef0)^degree accumulated in float64 (KID's kernel).
+
+    Args:
+        a: (n, d).
+        b: (m, d).
+        degree: integer power.
+        gamma: factor on the inner product; None takes 1 / d.
+        coef0: constant added before the power.
+        exclude_diagonal: leave out i == j (``a`` and ``b`` are the same set); when ``b``
+            is ``a`` only tiles on and above the diagonal are computed.
+        block: rows / columns per tile.
+    """
+    _check(a, b)
+    g = 1.0 / a.shape[1] if gamma is None else gamma
+    symmetric = exclude_diagonal and a is b
+    ones = torch.ones(a.shape[0], 1, dtype=a.dtype, device=a.device)
+    A = torch.cat([a * g, ones], 1)  # A_i . B_j = gamma a_i.b_j + coef0
+    B = torch.cat([b, torch.full((b.shape[0], 1), coef0, dtype=b.dtype, device=b.device)], 1)
+    total = torch.zeros((), dtype=torch.float64, device=a.device)
+    for i0, j0, tile, _ in _tiles(A, B, block, upper=symmetric):
+        tile.pow_(degree)
+        if exclude_diagonal:
+            _mask_self(tile, i0, j0, 0.0)
+        tile_sum = tile.sum(dtype=torch.float64)
+        total += 2.0 * tile_sum if symmetric and j0 > i0 else tile_sum
+    return float(total)
+
+
+def softmax_mean_sqdist(
+    query: Tensor, points: Tensor, scale: float, exclude_self: bool = False,
+    block: int = DEFAULT_BLOCK,
+) -> Tensor:  # fmt: skip
+    """sum_j w_ij ||q_i - p_j||^2 with w_ij = softmax_j(-scale ||q_i - p_j||^2), shape (n,).
+
+    The weighted mean squared distance of the maximum-likelihood bandwidth fixed point
+    (GENs supplement, Eq. 5); ``exclude_self`` leaves out j == i.
+    """
+    _check(query, points)
+    out = torch.empty(query.shape[0], dtype=query.dtype, device=query.device)
+    for i0, i1 in _spans(query.shape[0], block):
+        q = query[i0:i1]
+        run_max = torch.full((i1 - i0,), -torch.inf, dtype=q.dtype, device=q.device)
+        mass = torch.zeros_like(run_max)  # sum_j exp(u_ij - max)
+        moment = torch.zeros_like(run_max)  # sum_j exp(u_ij - max) d2_ij
+        for j0, j1 in _spans(points.shape[0], block):
+            d2 = sq_dists(q, points[j0:j1])
+            u = d2 * -scale
+            if exclude_self and j0 < i1 and i0 < j1:
+                _fill_diagonal(u, i0, j0, -torch.inf)
+            new_max = torch.maximum(run_max, u.max(1).values)
+            safe = torch.where(torch.isfinite(new_max), new_max, torch.zeros_like(new_max))
+            decay = torch.exp(run_max - safe)
+            w = u.sub_(safe[:, None]).exp_()
+            mass.mul_(decay).add_(w.sum(1))
+            moment.mul_(decay).add_((w * d2).sum(1))
+            run_max = new_max
+        out[i0:i1] = moment / mass
     return out

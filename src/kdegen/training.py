@@ -161,7 +161,7 @@ class Trainer:
         idx = torch.cat([self.stream.indices(step * per + i) for i in range(per)])
         idx = idx.to(self.ctx.device)
         y = self.labels[idx] if self.labels is not None else None
-        return Batch(self.images[idx], y)
+        return Batch(self.images[idx], y, idx)
 
     def fit(self) -> None:
         """Train from ``self.step`` to ``config.steps``.

@@ -3,7 +3,7 @@
 Importing this package registers every method module listed here.
 """
 
-from kdegen.methods import gan
+from kdegen.methods import gan, kdegan
 from kdegen.methods.base import METHODS, Batch, DataSpec, Method, MethodConfig
 
-__all__ = ["METHODS", "Batch", "DataSpec", "Method", "MethodConfig", "gan"]
+__all__ = ["METHODS", "Batch", "DataSpec", "Method", "MethodConfig", "gan", "kdegan"]

@@ -48,16 +48,25 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class Batch:
-    """A training minibatch: ``x`` (B, *shape) on the method's device, ``y`` (B,) or None."""
+    """A training minibatch on the method's device.
+
+    Attributes:
+        x: examples (B, *shape).
+        y: labels (B,) or None.
+        index: the examples' positions in the training set (B,), or None; methods that
+            keep per-example state (the code bank of kdegan) look it up by these.
+    """
 
     x: Tensor
     y: Tensor | None = None
+    index: Tensor | None = None
 
     def chunk(self, n: int) -> list[Batch]:
         """Split into ``n`` equal consecutive batches (e.g. one per critic iteration)."""
         xs = self.x.chunk(n)
         ys = self.y.chunk(n) if self.y is not None else [None] * n
-        return [Batch(x, y) for x, y in zip(xs, ys, strict=True)]
+        idx = self.index.chunk(n) if self.index is not None else [None] * n
+        return [Batch(*parts) for parts in zip(xs, ys, idx, strict=True)]
 
 
 Losses = Mapping[str, "Tensor | float"]
@@ -108,6 +117,18 @@ class Method(ABC):
     @abstractmethod
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """The method's optimizers by name."""
+
+    def generator(self) -> nn.Module:
+        """The network mapping latent codes (B, k) to data, for reversal and sampling."""
+        raise UsageError(f"a {type(self).__name__} run has no generator to work with")
+
+    def prior_for_sampling(self) -> Any:
+        """The prior ``sample`` draws codes from (a Prior), for tools that resample it."""
+        raise UsageError(f"a {type(self).__name__} run has no latent prior")
+
+    def latent_codes(self) -> Tensor | None:
+        """Codes the method keeps for its training data (a code bank), or None."""
+        return None
 
     def set_progress(self, step: int, total: int) -> None:  # noqa: B027 (optional hook)
         """Called before each step with the step index and the run's total (schedules)."""

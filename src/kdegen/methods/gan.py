@@ -141,6 +141,16 @@ class GAN(Method):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"G": self.opt_g, "D": self.opt_d}
 
+    def generator(self) -> nn.Module:
+        return self.G
+
+    def prior_for_sampling(self) -> Prior:
+        return self.prior
+
+    def noise(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Latent codes (n, k) that drive the generator: draws from the prior."""
+        return self.prior.sample(n, generator)
+
     def train_step(self, batch: Batch) -> Losses:
         losses: dict[str, Tensor] = {}
         for part in batch.chunk(self.batches_per_step):
@@ -153,7 +163,7 @@ class GAN(Method):
         self.G.train()
         self.D.train()
         with torch.no_grad():
-            fake = self.G(self.prior.sample(real.shape[0]))
+            fake = self.G(self.noise(real.shape[0]))
         loss = self.objective.d_loss(self.D(real), self.D(fake))
         out = {"d_loss": loss.detach()}
         if self.objective.regularizer == "gradient-penalty":
@@ -174,7 +184,7 @@ class GAN(Method):
         """G phase: one update of the generator through a frozen discriminator."""
         self.D.requires_grad_(False)  # no weight gradients for D in this phase
         try:
-            fake = self.G(self.prior.sample(n))
+            fake = self.G(self.noise(n))
             loss = self.objective.g_loss(self.D(fake))
             self.opt_g.zero_grad(set_to_none=True)
             loss.backward()
@@ -189,7 +199,7 @@ class GAN(Method):
         was_training = self.G.training
         self.G.eval()
         try:
-            out = [self.G(self.prior.sample(m, generator)) for m in _chunks(n, 1024)]
+            out = [self.G(self.noise(m, generator)) for m in _chunks(n, 1024)]
         finally:
             self.G.train(was_training)
         return torch.cat(out) if out else torch.empty(0, *self.spec.shape, device=self.device)

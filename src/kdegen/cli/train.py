@@ -1,44 +1,21 @@
-"""The ``kdegen`` command: parse flags -> config -> library call -> print.
-
-A user mistake prints one line ``kdegen: error: ...`` on stderr and exits with 2.
-"""
+"""``kdegen datasets``, ``objectives``, ``train`` and ``sample``."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import torch
 
-from kdegen import __version__, runs
+from kdegen import runs
+from kdegen.cli.base import Parser, command, output_path, print_table
 from kdegen.config import RunConfig, TrainConfig, add_flags, given_values, read_json, replace
 from kdegen.errors import UsageError
 from kdegen.methods import METHODS
 from kdegen.objectives import OBJECTIVES
-from kdegen.training import TrainingInterrupted
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse that reports mistakes as one line and exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see `{self.prog} --help`)")
-
-
-COMMANDS: dict[str, Callable[[list[str]], int]] = {}
-
-
-def command(name: str) -> Callable[[Callable[[list[str]], int]], Callable[[list[str]], int]]:
-    def add(fn: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
-        COMMANDS[name] = fn
-        return fn
-
-    return add
-
+from kdegen.reversal import latent_dim
 
 # ----- kdegen datasets / objectives -------------------------------------------------------
 
@@ -54,7 +31,7 @@ def cmd_datasets(argv: list[str]) -> int:
         shape = "x".join(str(s) for s in info.shape)
         rows.append((info.name, str(info.train_size), str(info.test_size), shape,
                      info.source, info.description))  # fmt: skip
-    _print_table(rows)
+    print_table(rows)
     return 0
 
 
@@ -62,14 +39,8 @@ def cmd_datasets(argv: list[str]) -> int:
 def cmd_objectives(argv: list[str]) -> int:
     """List the GAN objectives."""
     Parser(prog="kdegen objectives", description=cmd_objectives.__doc__).parse_args(argv)
-    _print_table([("name", "description")] + [(n, o.description) for n, o in OBJECTIVES.items()])
+    print_table([("name", "description")] + [(n, o.description) for n, o in OBJECTIVES.items()])
     return 0
-
-
-def _print_table(rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
 
 
 # ----- kdegen train -----------------------------------------------------------------------
@@ -175,22 +146,50 @@ def cmd_sample(argv: list[str]) -> int:
     p.add_argument("--out", required=True, help="output file: .png or .npz")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--device", default="auto", help="cpu, cuda, ... (default auto)")
+    p.add_argument("--prior", choices=("run", "kde"), default="run",
+                   help="the run's own prior, or a KDE over codes (default run)")  # fmt: skip
+    p.add_argument("--codes", help="an .npz of codes (from `kdegen reverse`) for --prior kde; "
+                   "default: the run's code bank")  # fmt: skip
+    p.add_argument("--bandwidth", default="scott", help="KDE bandwidth: number, scott, "
+                   "silverman or ml (default scott)")  # fmt: skip
+    p.add_argument("--background", type=float, default=0.0,
+                   help="weight of N(0, I) mixed into the KDE (default 0)")  # fmt: skip
     args = p.parse_args(argv)
-    out = Path(args.out)
-    if out.suffix not in (".png", ".npz"):
-        raise UsageError(f"--out {out}: give a .png or .npz file name")
+    out = output_path(args.out, (".png", ".npz"))
     if args.n < 1:
         raise UsageError(f"--n must be at least 1, got {args.n}")
-    if not out.parent.is_dir():
-        raise UsageError(f"--out {out}: folder {out.parent} does not exist")
     loaded = runs.load_run(args.run, args.device)
     shape = loaded.method.spec.shape
     if out.suffix == ".png" and len(shape) == 1 and shape[0] != 2:
         raise UsageError(f"samples of dimension {shape[0]} cannot be drawn; use --out x.npz")
-    samples = loaded.method.sample(args.n, generator=torch.Generator().manual_seed(args.seed))
+    rng = torch.Generator().manual_seed(args.seed)
+    if args.prior == "kde":
+        from kdegen import latent
+
+        G = loaded.method.generator()
+        codes = _codes_for_kde(loaded.method, args.codes)
+        kde = latent.kde_of(codes, args.bandwidth, args.background, latent_dim(G))
+        samples = latent.sample_prior(G, kde, args.n, rng)
+        print(f"KDE over {len(codes)} codes, bandwidth {kde.bandwidth:.4g}")
+    else:
+        samples = loaded.method.sample(args.n, generator=rng)
     _write_samples(samples, out)
     print(f"wrote {args.n} samples of step {loaded.step} to {out}")
     return 0
+
+
+def _codes_for_kde(method: Any, path: str | None) -> torch.Tensor:
+    if path is not None:
+        from kdegen.latent import read_codes
+
+        return read_codes(path)
+    codes = method.latent_codes()
+    if codes is None:
+        raise UsageError(
+            "this run keeps no codes; reverse data first (`kdegen reverse RUN --out c.npz`) "
+            "and pass --codes c.npz"
+        )
+    return codes
 
 
 def _write_samples(samples: torch.Tensor, out: Path) -> None:
@@ -201,46 +200,3 @@ def _write_samples(samples: torch.Tensor, out: Path) -> None:
         save_npz(out, samples)
     else:
         save_samples(samples, out)
-
-
-# ----- entry point ------------------------------------------------------------------------
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``kdegen`` with ``argv`` (default: the process's arguments); returns the exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        if not argv or argv[0] in ("-h", "--help"):
-            _print_usage()
-            return 0 if argv else 2
-        if argv[0] == "--version":
-            print(__version__)
-            return 0
-        if argv[0] not in COMMANDS:
-            raise UsageError(f"unknown command {argv[0]!r}; choose one of: {', '.join(COMMANDS)}")
-        return COMMANDS[argv[0]](argv[1:])
-    except UsageError as e:
-        print(f"kdegen: error: {_one_line(str(e))}", file=sys.stderr)
-        return 2
-    except TrainingInterrupted as e:
-        print(f"kdegen: stopped at step {e.step} with a checkpoint; continue with "
-              f"`kdegen train --resume {e.run or 'RUN'}`", file=sys.stderr)  # fmt: skip
-        return 130
-    finally:
-        from kdegen import distributed
-
-        distributed.teardown()
-
-
-def _one_line(message: str) -> str:
-    return " ".join(message.split())
-
-
-def _print_usage() -> None:
-    print("usage: kdegen COMMAND [options]   (kdegen COMMAND --help for its options)\n")
-    for name, fn in COMMANDS.items():
-        print(f"  {name:<12}{(fn.__doc__ or '').splitlines()[0]}")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,58 @@
+"""The ``kdegen`` command: parse flags -> config -> library call -> print.
+
+A user mistake prints one line ``kdegen: error: ...`` on stderr and exits with 2.
+Each command lives in a module of this package and registers itself in ``COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from kdegen import __version__
+from kdegen.cli import latent, train
+from kdegen.cli.base import COMMANDS
+from kdegen.errors import UsageError
+from kdegen.training import TrainingInterrupted
+
+__all__ = ["COMMANDS", "latent", "main", "train"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``kdegen`` with ``argv`` (default: the process's arguments); returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if not argv or argv[0] in ("-h", "--help"):
+            _print_usage()
+            return 0 if argv else 2
+        if argv[0] == "--version":
+            print(__version__)
+            return 0
+        if argv[0] not in COMMANDS:
+            raise UsageError(f"unknown command {argv[0]!r}; choose one of: {', '.join(COMMANDS)}")
+        return COMMANDS[argv[0]](argv[1:])
+    except UsageError as e:
+        print(f"kdegen: error: {_one_line(str(e))}", file=sys.stderr)
+        return 2
+    except TrainingInterrupted as e:
+        print(f"kdegen: stopped at step {e.step} with a checkpoint; continue with "
+              f"`kdegen train --resume {e.run or 'RUN'}`", file=sys.stderr)  # fmt: skip
+        return 130
+    finally:
+        from kdegen import distributed
+
+        distributed.teardown()
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
+def _print_usage() -> None:
+    print("usage: kdegen COMMAND [options]   (kdegen COMMAND --help for its options)\n")
+    for name, fn in COMMANDS.items():
+        print(f"  {name:<12}{(fn.__doc__ or '').splitlines()[0]}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""Command-line plumbing: the one-line-error parser and the command registry."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from kdegen.errors import UsageError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports mistakes as one line and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {}
+
+
+def command(name: str) -> Callable[[Callable[[list[str]], int]], Callable[[list[str]], int]]:
+    def add(fn: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
+        COMMANDS[name] = fn
+        return fn
+
+    return add
+
+
+def print_table(rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
+
+
+def output_path(value: str, suffixes: tuple[str, ...]) -> Path:
+    """An output file name with one of ``suffixes`` in an existing folder."""
+    out = Path(value)
+    if out.suffix not in suffixes:
+        raise UsageError(f"--out {out}: give a file name ending in {' or '.join(suffixes)}")
+    if not out.parent.is_dir():
+        raise UsageError(f"--out {out}: folder {out.parent} does not exist")
+    return out

@@ -1,0 +1,99 @@
+"""The KDE prior against scikit-learn, bandwidth rules against their formulas."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.distance import cdist
+from scipy.stats import multivariate_normal
+from sklearn.neighbors import KernelDensity
+
+from kdegen.errors import UsageError
+from kdegen.priors import KDE, select_bandwidth
+
+rng = np.random.default_rng(0)
+CODES = rng.normal(size=(300, 3)) * [1.0, 2.0, 0.5] + [1.0, -1.0, 0.0]
+QUERY = rng.normal(size=(50, 3)) * 1.5
+
+
+def t(x: np.ndarray) -> torch.Tensor:
+    return torch.tensor(x, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("block", [7, 2048])
+def test_log_prob_matches_scikit_learn(block: int) -> None:
+    kde = KDE(bandwidth=0.4, block=block).fit(t(CODES))
+    ref = KernelDensity(kernel="gaussian", bandwidth=0.4).fit(CODES).score_samples(QUERY)
+    np.testing.assert_allclose(kde.log_prob(t(QUERY)).numpy(), ref, rtol=1e-5)
+    assert kde.bandwidth == 0.4
+
+
+def test_background_mixture_log_prob() -> None:
+    kde = KDE(bandwidth=0.4, background=0.25).fit(t(CODES))
+    dens = np.exp(KernelDensity(bandwidth=0.4).fit(CODES).score_samples(QUERY))
+    normal = multivariate_normal(np.zeros(3), np.eye(3)).pdf(QUERY)
+    expected = np.log(0.75 * dens + 0.25 * normal)
+    np.testing.assert_allclose(kde.log_prob(t(QUERY)).numpy(), expected, rtol=1e-6)
+
+
+def test_samples_have_the_mixture_moments() -> None:
+    """KDE samples: mean of the codes, covariance cov(codes) + h^2 I."""
+    kde = KDE(bandwidth=0.3).fit(t(CODES))
+    z = kde.sample(200_000, generator=torch.Generator().manual_seed(0)).numpy()
+    np.testing.assert_allclose(z.mean(0), CODES.mean(0), atol=0.02)
+    cov = np.cov(CODES.T, bias=True) + 0.09 * np.eye(3)
+    np.testing.assert_allclose(np.cov(z.T), cov, atol=0.03)
+    mixed = KDE(bandwidth=0.3, background=0.5).fit(t(CODES))
+    w = mixed.sample(200_000, generator=torch.Generator().manual_seed(1)).numpy()
+    np.testing.assert_allclose(w.mean(0), 0.5 * CODES.mean(0), atol=0.02)
+    again = kde.sample(5, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(again, kde.sample(5, generator=torch.Generator().manual_seed(3)))
+
+
+def test_rules_of_thumb() -> None:
+    n, d = CODES.shape
+    sigma = math.sqrt(np.var(CODES, axis=0, ddof=1).mean())
+    assert select_bandwidth(t(CODES), "scott") == pytest.approx(sigma * n ** (-1 / (d + 4)))
+    silverman = sigma * (n * (d + 2) / 4) ** (-1 / (d + 4))
+    assert select_bandwidth(t(CODES), "silverman") == pytest.approx(silverman)
+    assert KDE("scott").fit(t(CODES)).bandwidth == pytest.approx(sigma * n ** (-1 / (d + 4)))
+
+
+def test_ml_bandwidth_is_the_fixed_point_of_eq5() -> None:
+    """h^2 = (1/(d n)) sum_i sum_{j!=i} ||z_i - z_j||^2 w_ij, computed here directly."""
+    h = select_bandwidth(t(CODES), "ml")
+    n, d = CODES.shape
+    d2 = cdist(CODES, CODES, "sqeuclidean")
+    w = np.exp(-d2 / (2 * h * h))
+    np.fill_diagonal(w, 0)
+    rhs = ((w * d2).sum(1) / w.sum(1)).sum() / (d * n)
+    assert h * h == pytest.approx(rhs, rel=1e-6)
+
+    # and it maximises the leave-one-out likelihood along h
+    def loo(hh: float) -> float:
+        k = np.exp(-d2 / (2 * hh * hh))
+        np.fill_diagonal(k, 0)
+        return float(np.log(k.sum(1) / ((n - 1) * (2 * np.pi * hh * hh) ** (d / 2))).mean())
+
+    assert loo(h) > loo(0.9 * h) and loo(h) > loo(1.1 * h)
+
+
+def test_bad_inputs() -> None:
+    with pytest.raises(UsageError, match="positive"):
+        KDE(bandwidth=0.0)
+    with pytest.raises(UsageError, match="positive"):
+        KDE(bandwidth=-1.0)
+    with pytest.raises(UsageError, match="neither a number"):
+        KDE(bandwidth="wide")
+    with pytest.raises(UsageError, match=r"\[0, 1\]"):
+        KDE(background=1.5)
+    with pytest.raises(UsageError, match="non-empty"):
+        KDE().fit(torch.zeros(0, 3))
+    with pytest.raises(UsageError, match="not fitted"):
+        KDE().sample(3)
+    with pytest.raises(UsageError, match="shape"):
+        KDE(0.5).fit(t(CODES)).log_prob(torch.zeros(2, 4, dtype=torch.float64))
+    assert KDE("0.25").fit(t(CODES)).bandwidth == 0.25

@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/kdegen train --data mnist5k --steps 3000 --lr-decay linear --out runs/default --force
+	$(VENV)/bin/kdegen train --method kdegan --data mnist5k --steps 3000 --lr-decay linear --out runs/default --force
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

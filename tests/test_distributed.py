@@ -37,3 +37,18 @@ def test_cli_under_torchrun_trains_and_resumes(tmp_path: Path) -> None:
     steps = [json.loads(r)["step"] for r in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [5, 10, 15, 20]
     assert (run / "checkpoints/latest.pt").is_file()
+
+
+def test_kdegan_code_bank_is_gathered_across_processes(tmp_path: Path) -> None:
+    """Each process reverses its half of every batch; the saved bank holds both halves."""
+    import torch
+
+    run = tmp_path / "kde"
+    flags = ["--method", "kdegan", "--data", "ring8:n=1000", "--latent", "3", "--hidden", "16",
+             "--batch-size", "32", "--steps", "6", "--device", "cpu", "--no-progress"]  # fmt: skip
+    proc = subprocess.run([*TORCHRUN, "-m", "kdegen", "train", *flags, "--out", str(run)],
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = torch.load(run / "checkpoints/latest.pt", weights_only=True)
+    bank = state["method"]["extra"]["bank"]
+    assert int((bank["visits"] > 0).sum()) == 6 * 32  # both processes' examples, once each

@@ -19,7 +19,7 @@ from tqdm import tqdm  # type: ignore[import-untyped]
 
 from kdegen.errors import UsageError
 from kdegen.priors import KDE, Prior
-from kdegen.reversal import frozen, invert
+from kdegen.reversal import check_data_shape, check_options, frozen, invert
 
 
 @dataclass
@@ -49,6 +49,8 @@ def reverse_images(
     """
     if batch_size < 2:
         raise UsageError(f"--batch-size must be at least 2, got {batch_size}")
+    check_options(**invert_kwargs)
+    check_data_shape(generator, images[:1])
     rng = torch.Generator(device=images.device).manual_seed(seed)
     parts = []
     for start in tqdm(range(0, len(images), batch_size), disable=not progress, unit="batch",

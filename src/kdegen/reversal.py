@@ -107,8 +107,15 @@ def initial_codes(
     raise UsageError(f"unknown init {init!r}; choose one of: {', '.join(INITS)}")
 
 
-def _check_inputs(generator: nn.Module, x: Tensor, z: Tensor) -> None:
-    with torch.no_grad():
+def check_data_shape(generator: nn.Module, x: Tensor, z: Tensor | None = None) -> None:
+    """Fail with a clear message unless ``generator`` makes data shaped like ``x``.
+
+    ``z`` is a code batch to try (default: one zero code of the generator's latent size).
+    """
+    if z is None:
+        device = next(generator.parameters()).device
+        z = torch.zeros(1, latent_dim(generator), device=device)
+    with torch.no_grad(), frozen(generator):
         out_shape = tuple(generator(z[:1]).shape[1:])
     if tuple(x.shape[1:]) != out_shape:
         raise UsageError(
@@ -125,7 +132,11 @@ def _make_optimizer(name: str, params: list[Tensor], lr: float) -> torch.optim.O
     raise UsageError(f"unknown reversal optimizer {name!r}; choose sgd or adam")
 
 
-def _validate(steps: int, lr: float, stop: str, loss: str, level: float | None) -> None:
+def check_options(
+    steps: int = 200, lr: float = 1.0, stop: str = "mmd", loss: str = "l2",
+    level: float | None = None, optimizer: str = "sgd", init: str = "normal", **_: Any,
+) -> None:  # fmt: skip
+    """Raise UsageError for reversal options :func:`invert` would reject (same defaults)."""
     if steps < 0:
         raise UsageError(f"reversal steps must be >= 0, got {steps}")
     if not lr > 0:
@@ -136,6 +147,10 @@ def _validate(steps: int, lr: float, stop: str, loss: str, level: float | None) 
         raise UsageError(f"unknown reversal loss {loss!r}; choose one of: {', '.join(LOSSES)}")
     if level is not None and not 0 < level < 1:
         raise UsageError(f"the test level must lie in (0, 1), got {level}")
+    if optimizer not in ("sgd", "adam"):
+        raise UsageError(f"unknown reversal optimizer {optimizer!r}; choose sgd or adam")
+    if init not in INITS:
+        raise UsageError(f"unknown init {init!r}; choose one of: {', '.join(INITS)}")
 
 
 def invert(
@@ -194,7 +209,7 @@ def invert(
     Raises:
         UsageError: bad arguments, data of another shape, or a loss that became NaN.
     """
-    _validate(steps, lr, stop, loss, level)
+    check_options(steps, lr, stop, loss, level, optimizer, init)
     device = x.device
     k = init_codes.shape[1] if init_codes is not None else latent_dim(generator)
     loss_fn = LOSSES[loss]
@@ -203,12 +218,12 @@ def invert(
             initial_codes(len(x), k, init, init_std, prior, device, rng)  # fmt: skip
         if z.shape != (len(x), k):
             raise UsageError(f"init_codes must have shape ({len(x)}, {k}), got {tuple(z.shape)}")
-        _check_inputs(generator, x, z)
+        check_data_shape(generator, x, z)
         targets, codes = [x], [z.requires_grad_(True)]
         if stop == "mmd":
             ref = reference if reference is not None else \
                 _generate(generator, prior or Normal(k, device=device), len(x), rng)  # fmt: skip
-            _check_inputs(generator, ref, z)
+            check_data_shape(generator, ref, z)
             zr = initial_codes(len(ref), k, init, init_std, prior, device, rng)
             targets.append(ref)
             codes.append(zr.requires_grad_(True))

@@ -206,7 +206,11 @@ class Trainer:
 
     def _accumulate(self, losses: Any) -> None:
         for k, v in losses.items():
-            v = v.detach().to(torch.float64) if isinstance(v, Tensor) else torch.tensor(float(v))
+            v = (
+                v.detach().to(torch.float64)
+                if isinstance(v, Tensor)
+                else torch.tensor(float(v), dtype=torch.float64)
+            )
             self._sums[k] = self._sums[k] + v if k in self._sums else v
             self._counts[k] = self._counts.get(k, 0) + 1
 

@@ -44,7 +44,7 @@ class KDEGANConfig(GANConfig):
     rev_init: str = option("normal", "initial codes: normal (init std), prior or zeros")
     rev_init_std: float = option(1e-4, "std of the normal initial codes")
     kde_bandwidth: str = option("scott", "KDE bandwidth: a number, scott, silverman or ml")
-    background: float = option(0.1, "weight of N(0, I) mixed into the KDE prior")
+    background: float = option(0.0, "weight of N(0, I) mixed into the KDE prior")
     refit_every: int = option(1, "refit the KDE every N iterations")
 
     def __post_init__(self) -> None:

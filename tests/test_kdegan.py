@@ -1,0 +1,197 @@
+"""The kdegan method (Algorithm 2): contract, code bank, resume, command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from kdegen import runs
+from kdegen.cli import main
+from kdegen.config import RunConfig, TrainConfig
+from kdegen.methods import Batch, DataSpec
+from kdegen.methods.kdegan import KDEGAN, KDEGANConfig
+from kdegen.priors import KDE
+from kdegen.rundir import RunDir
+
+SPEC = DataSpec((2,), None, 40)
+
+
+def small(**kw: object) -> KDEGANConfig:
+    return KDEGANConfig(latent=3, hidden=16, layers=2, **kw)  # type: ignore[arg-type]
+
+
+def test_step_reverses_the_batch_and_draws_noise_from_the_kde() -> None:
+    torch.manual_seed(0)
+    gan = KDEGAN(small(rev_steps=2), SPEC, torch.device("cpu"))
+    before = [p.detach().clone() for p in gan.G.parameters() if p.dim() > 1]
+    x, index = torch.randn(8, 2), torch.arange(8, 16)
+    start = gan.bank.codes.clone()
+    losses = gan.train_step(Batch(x, None, index))
+    assert all(np.isfinite(float(v)) for v in losses.values())
+    assert losses["rev_steps"] == 2.0 and "rev_loss" in losses
+    assert not torch.equal(gan.bank.codes[index], start[index])  # the batch's codes moved
+    assert torch.equal(gan.bank.codes[:8], start[:8])  # the others did not
+    assert gan.bank.visits[index].tolist() == [1] * 8 and gan.bank.steps[index].tolist() == [2] * 8
+    assert isinstance(gan.kde, KDE) and len(gan.kde.codes) == 8  # type: ignore[arg-type]
+    after = [p for p in gan.G.parameters() if p.dim() > 1]
+    assert all(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    assert gan.prior_for_sampling() is gan.kde
+
+
+def test_warm_start_continues_and_cold_start_restarts() -> None:
+    torch.manual_seed(0)
+    warm = KDEGAN(small(rev_steps=3), SPEC, torch.device("cpu"))
+    cold = KDEGAN(small(rev_steps=3, warm_start=False), SPEC, torch.device("cpu"))
+    x, index = torch.randn(6, 2), torch.arange(6)
+    for gan in (warm, cold):
+        gan.reverse(x, index)
+        gan.reverse(x, index)
+    assert warm.bank.steps[:6].tolist() == [6] * 6 and cold.bank.steps[:6].tolist() == [6] * 6
+    # a cold start ends near where 3 steps from tiny codes end; a warm one went further
+    assert warm.bank.codes[:6].norm() > cold.bank.codes[:6].norm()
+
+
+def test_state_round_trip() -> None:
+    torch.manual_seed(0)
+    a = KDEGAN(small(), SPEC, torch.device("cpu"))
+    a.train_step(Batch(torch.randn(8, 2), None, torch.arange(8)))
+    b = KDEGAN(small(), SPEC, torch.device("cpu"))
+    b.load_state_dict(a.state_dict())
+    assert torch.equal(a.bank.codes, b.bank.codes) and b.kde is not None and a.kde is not None
+    assert b.kde.bandwidth == a.kde.bandwidth
+    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    assert torch.equal(a.sample(5, g1), b.sample(5, g2))
+
+
+def test_resume_is_exact(tmp_path: Path) -> None:
+    def config(steps: int) -> RunConfig:
+        train = TrainConfig(data="ring8:n=400", steps=steps, batch_size=32, log_every=4,
+                            checkpoint_every=100, sample_every=100, seed=2)  # fmt: skip
+        return RunConfig("kdegan", small(refit_every=3, rev_stop="mmd", rev_steps=4), train)
+
+    runs.start(config(24), tmp_path / "full", progress=False)
+    runs.start(config(10), tmp_path / "part", progress=False)
+    runs.resume(tmp_path / "part", progress=False, steps=24)
+
+    def losses(p: Path) -> list[dict[str, float]]:
+        return [{k: v for k, v in r.items() if k.endswith("loss") or k == "step"}
+                for r in RunDir(p).read_metrics()]  # fmt: skip
+
+    assert losses(tmp_path / "full") == losses(tmp_path / "part")
+
+
+SMALL = ["--width", "8", "--latent", "6", "--batch-size", "16", "--log-every", "2",
+         "--checkpoint-every", "4", "--sample-every", "4", "--no-progress"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("kdegan") / "run"
+    assert main(["train", "--method", "kdegan", "--data", "digits", "--steps", "4",
+                 "--out", str(out), *SMALL]) == 0  # fmt: skip
+    return out
+
+
+def test_cli_reverse_sample_traverse_explore(run: Path, tmp_path: Path) -> None:
+    codes = tmp_path / "codes.npz"
+    rev = ["--data", "digits", "--steps", "3", "--batch-size", "8"]
+    assert main(["reverse", str(run), *rev, "--n", "20", "--out", str(codes)]) == 0
+    with np.load(codes) as f:
+        assert f["codes"].shape == (20, 6) and f["loss"].shape == (20,)
+        assert (f["steps"] == 3).all() and f["labels"].shape == (20,)
+    assert (tmp_path / "codes.png").is_file()
+    for argv in (
+        ["sample", str(run), "--prior", "kde", "--bandwidth", "0.3", "--background", "0.1"],
+        ["sample", str(run), "--prior", "kde", "--codes", str(codes)],
+    ):
+        assert main([*argv, "--n", "9", "--out", str(tmp_path / "s.png")]) == 0
+    assert main(["traverse", str(run), *rev, "--pairs", "2", "--points", "5",
+                 "--out", str(tmp_path / "t.png")]) == 0  # fmt: skip
+    assert main(["explore", str(run), *rev, "--radius", "0.5", "--images", "2",
+                 "--out", str(tmp_path / "e.png")]) == 0  # fmt: skip
+
+
+def test_cli_analyze_latent(run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "an"
+    argv = ["analyze", "latent", str(run), "--data", "digits", "--n", "40", "--steps", "3",
+            "--curve-steps", "6", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    summary = json.loads((out / "latent.json").read_text())
+    assert len(summary["mmd_curve"]) == 6 and len(summary["random_loss_curve"]) == 6
+    assert summary["ratio_trained_codes"] > 0 and summary["ratio_random_tsne"] > 0
+    for png in ("tsne.png", "holdout.png", "mmd.png", "random_loss.png",
+                "random_reconstructions.png"):  # fmt: skip
+        assert (out / png).is_file()
+
+
+@pytest.mark.parametrize(
+    ("argv", "expect"),
+    [
+        (["reverse", "{run}", "--data", "mnist5k", "--out", "{tmp}/c.npz"], "cannot be reversed"),
+        (
+            ["sample", "{run}", "--prior", "kde", "--bandwidth", "0", "--out", "{tmp}/s.png"],
+            "positive",
+        ),
+        (
+            ["sample", "{run}", "--prior", "kde", "--bandwidth", "-2", "--out", "{tmp}/s.png"],
+            "positive",
+        ),
+        (
+            ["sample", "{run}", "--prior", "kde", "--background", "1.5", "--out", "{tmp}/s.png"],
+            "[0, 1]",
+        ),
+        (
+            [
+                "sample",
+                "{run}",
+                "--prior",
+                "kde",
+                "--codes",
+                "{tmp}/wrong.npz",
+                "--out",
+                "{tmp}/s.png",
+            ],
+            "do not fit",
+        ),
+        (
+            [
+                "sample",
+                "{run}",
+                "--prior",
+                "kde",
+                "--codes",
+                "{tmp}/empty.npz",
+                "--out",
+                "{tmp}/s.png",
+            ],
+            "empty",
+        ),
+        (
+            ["reverse", "{run}", "--data", "digits", "--lr", "0", "--out", "{tmp}/c.npz"],
+            "learning rate",
+        ),
+        (
+            ["traverse", "{run}", "--data", "digits", "--points", "1", "--out", "{tmp}/t.png"],
+            "at least 2",
+        ),
+        (
+            ["explore", "{run}", "--data", "digits", "--radius", "0", "--out", "{tmp}/e.png"],
+            "positive",
+        ),
+        (["analyze", "{run}"], "analyze latent"),
+    ],
+)
+def test_bad_inputs(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], expect: str
+) -> None:
+    np.savez(tmp_path / "wrong.npz", codes=np.zeros((5, 4), np.float32))
+    np.savez(tmp_path / "empty.npz", codes=np.zeros((0, 6), np.float32))
+    argv = [a.format(run=run, tmp=tmp_path) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expect in err[0], err
+    assert not (tmp_path / "c.npz").exists() and not (tmp_path / "s.png").exists()

@@ -7,15 +7,16 @@ Nothing else builds an N x M matrix: rows of the query set are taken ``block`` a
 time against column blocks of the reference set, so memory is O(block^2) whatever
 N and M are, and results do not depend on the block size (up to rounding).
 
-One matrix product per tile gives the whole exponent. Both sets are centred on the
-mean of the reference set (distances do not change; the norms, and the rounding of
-||a||^2 + ||b||^2 - 2 a.b, shrink), then augmented with two columns,
-    Q_i = [2s q_i, -s ||q_i||^2, 1],   P_j = [p_j, 1, -s ||p_j||^2],
-so that Q_i . P_j = -s ||q_i - p_j||^2 comes out of ``mm`` with no further pass. A row's
-log-sum-exp over a tile is then read off PyTorch's fused log-softmax kernel (row max,
-sum of exponentials and one write: stable, and faster than ``exp`` + ``sum``), and
-tiles are merged with ``logaddexp`` in float64. Tiles of float32 inputs stay float32;
-what is accumulated across tiles is float64.
+Each tile's exponent comes out of one matrix product with no further pass. Both sets
+are first centred on the mean of the reference set (distances do not change; the norms,
+and the rounding of ||q||^2 + ||p||^2 - 2 q.p, shrink). For the Gaussian exponent
+-s ||q_i - p_j||^2, ``addmm(-s ||p_j||^2, 2s q_i, p_j)`` gives all but the row term
+-s ||q_i||^2, which is constant along a row and added to the row's log-sum-exp afterwards.
+Where the distance itself is needed, two extra columns, Q_i = [-2 q_i, ||q_i||^2, 1] and
+P_j = [p_j, 1, ||p_j||^2], make Q_i . P_j = ||q_i - p_j||^2. A row's log-sum-exp over a
+tile is read off PyTorch's fused log-softmax kernel (row max, sum of exponentials, one
+write: stable, and faster than ``exp`` + ``sum``) and tiles are merged in float64. Tiles
+of float32 inputs stay float32; what is accumulated across tiles is float64.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor
 
-DEFAULT_BLOCK = 2048
+DEFAULT_BLOCK = 1024  # float32 tiles of 4 MiB: fast on CPUs with 1-2 MiB of L2 per core
 
 
 def _spans(n: int, block: int) -> Iterator[tuple[int, int]]:
@@ -38,77 +39,93 @@ def _check(a: Tensor, b: Tensor) -> None:
         raise ValueError(f"need (n, d) and (m, d) arrays, got {tuple(a.shape)}, {tuple(b.shape)}")
 
 
-def _augment(query: Tensor, points: Tensor, scale: float) -> tuple[Tensor, Tensor]:
-    """Q (n, d+2) and P (m, d+2) with Q @ P.T = -scale * ||q_i - p_j||^2 (see the top)."""
+def _check_block(block: int) -> None:
+    if block < 1:
+        raise ValueError(f"block must be positive, got {block}")
+
+
+def _augment(query: Tensor, points: Tensor) -> tuple[Tensor, Tensor]:
+    """Q (n, d+2) and P (m, d+2) with Q @ P.T = ||q_i - p_j||^2 (see the top)."""
     centre = points.mean(0, keepdim=True)
     q, p = query - centre, points - centre
     q_norm = (q * q).sum(1, keepdim=True)  # (n, 1)
     p_norm = (p * p).sum(1, keepdim=True)  # (m, 1)
-    Q = torch.cat([q * (2.0 * scale), q_norm * -scale, torch.ones_like(q_norm)], 1)
-    P = torch.cat([p, torch.ones_like(p_norm), p_norm * -scale], 1)
+    Q = torch.cat([q * -2.0, q_norm, torch.ones_like(q_norm)], 1)
+    P = torch.cat([p, torch.ones_like(p_norm), p_norm], 1)
     return Q, P
 
 
-def _tiles(
-    Q: Tensor, P: Tensor, block: int, upper: bool = False
-) -> Iterator[tuple[int, int, Tensor, Tensor]]:
-    """Yield (i0, j0, tile, spare): tile = Q[i0:i0+r] @ P[j0:j0+c].T, spare a scratch (r, c).
+def _neg_sqdist_parts(
+    query: Tensor, points: Tensor, scale: float
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(A, B, col, row): A_i . B_j + col_j + row_i = -scale ||q_i - p_j||^2 (see the top).
 
-    Both live in two buffers allocated once and reused (a fresh 16 MB tensor per tile
-    costs page faults), so a consumer must be done with them before the next step.
-    ``upper`` yields only the tiles with j0 >= i0 (symmetric sums over one set).
+    Shapes (n, d), (m, d), (m,), and row (n,) in float64.
     """
-    if block < 1:
-        raise ValueError(f"block must be positive, got {block}")
-    size = min(block, Q.shape[0]) * min(block, P.shape[0])
-    buf = torch.empty(2 * size, dtype=Q.dtype, device=Q.device)
-    for i0, i1 in _spans(Q.shape[0], block):
-        for j0, j1 in _spans(P.shape[0], block):
+    centre = points.mean(0, keepdim=True)
+    q, p = query - centre, points - centre
+    row = (q * q).sum(1).double() * -scale
+    return q * (2.0 * scale), p, (p * p).sum(1) * -scale, row
+
+
+def _tiles(
+    A: Tensor, B: Tensor, block: int, upper: bool = False, col: Tensor | None = None
+) -> Iterator[tuple[int, int, Tensor]]:
+    """Yield (i0, j0, tile) with tile = A[i0:i0+r] @ B[j0:j0+c].T (+ col[j0:j0+c]).
+
+    Every tile lives in one buffer allocated once and reused (a fresh tensor per tile
+    costs page faults), so a consumer must be done with it before the next step.
+    ``upper`` yields only tiles with j0 >= i0 (symmetric sums over one set).
+    """
+    _check_block(block)
+    buf = torch.empty(
+        min(block, A.shape[0]) * min(block, B.shape[0]), dtype=A.dtype, device=A.device
+    )
+    for i0, i1 in _spans(A.shape[0], block):
+        for j0, j1 in _spans(B.shape[0], block):
             if upper and j0 < i0:
                 continue
-            r, c = i1 - i0, j1 - j0
-            tile, spare = buf[: r * c].view(r, c), buf[size : size + r * c].view(r, c)
-            torch.mm(Q[i0:i1], P[j0:j1].T, out=tile)
-            yield i0, j0, tile, spare
+            tile = buf[: (i1 - i0) * (j1 - j0)].view(i1 - i0, j1 - j0)
+            if col is None:
+                torch.mm(A[i0:i1], B[j0:j1].T, out=tile)
+            else:  # the same product as the bare distances need: addmm fuses the column term
+                torch.addmm(col[None, j0:j1], A[i0:i1], B[j0:j1].T, out=tile)
+            yield i0, j0, tile
 
 
 def _tile_logsumexps(
-    Q: Tensor, P: Tensor, block: int, exclude_self: bool = False, upper: bool = False,
-    to_exponent: Callable[[Tensor], None] | None = None,
+    A: Tensor, B: Tensor, block: int, col: Tensor | None = None, exclude_self: bool = False,
+    upper: bool = False, to_exponent: Callable[[Tensor], None] | None = None,
 ) -> Iterator[tuple[int, Tensor]]:  # fmt: skip
-    """Per row block, the log-sum-exp of each row over each column tile of Q @ P.T.
+    """Per row block, the log-sum-exp of each row over each column tile of the products.
 
     Yields (i0, lse) with lse (tiles, r) float64: lse[t, i] = log sum_j exp(u_ij) over
     the t-th column tile computed for this row block (with ``upper``, the first one is
-    the diagonal tile). ``to_exponent`` maps a tile in place before the reduction.
+    the diagonal tile); u is the tile of :func:`_tiles`, mapped in place by ``to_exponent``.
 
-    Per tile this is the product, the row maximum, PyTorch's fused log_softmax (written
-    to a scratch tile) and the maximum of that: log_softmax writes u - lse, which at the
-    row maximum is max - lse up to rounding, so lse = max(u) - max(log_softmax(u)).
-    Rows that are all -inf give -inf.
+    Per tile: the product, the row maximum, PyTorch's fused log_softmax and the maximum
+    of that. log_softmax writes u - lse, which at the row maximum is max - lse up to
+    rounding, so lse = max(u) - max(log_softmax(u)). It writes over the tile itself: the
+    kernel reads a whole row (max, then sum of exponentials) before writing any of it,
+    and skipping a second buffer keeps the tile in cache (~10% faster). Rows that are all
+    -inf give -inf.
     """
-    if block < 1:
-        raise ValueError(f"block must be positive, got {block}")
-    n, m = Q.shape[0], P.shape[0]
-    size = min(block, n) * min(block, m)
-    buf = torch.empty(2 * size, dtype=Q.dtype, device=Q.device)
-    maxima = torch.empty(2, -(-m // block), min(block, n), dtype=Q.dtype, device=Q.device)
-    for i0, i1 in _spans(n, block):
-        r, first = i1 - i0, (i0 // block if upper else 0)
-        for c, (j0, j1) in enumerate(_spans(m, block)):
-            if c < first:
-                continue
-            tile, spare = buf[: r * (j1 - j0)].view(r, -1), buf[size : size + r * (j1 - j0)]
-            torch.mm(Q[i0:i1], P[j0:j1].T, out=tile)
-            if to_exponent is not None:
-                to_exponent(tile)
-            if exclude_self:
-                _mask_self(tile, i0, j0, -torch.inf)
-            torch.amax(tile, 1, out=maxima[0, c, :r])
-            torch.log_softmax(tile, 1, out=spare.view(r, -1))
-            torch.amax(spare.view(r, -1), 1, out=maxima[1, c, :r])
-        top, soft = maxima[0, first:, :r].double(), maxima[1, first:, :r].double()
-        yield i0, torch.where(torch.isneginf(top), top, top - soft)
+    _check_block(block)
+    m = B.shape[0]
+    maxima = torch.empty(2, -(-m // block), min(block, A.shape[0]), dtype=A.dtype, device=A.device)
+    for i0, j0, tile in _tiles(A, B, block, upper, col):
+        r, c = tile.shape[0], j0 // block
+        if to_exponent is not None:
+            to_exponent(tile)
+        if exclude_self:
+            _mask_self(tile, i0, j0, -torch.inf)
+        torch.amax(tile, 1, out=maxima[0, c, :r])
+        torch.log_softmax(tile, 1, out=tile)
+        torch.amax(tile, 1, out=maxima[1, c, :r])
+        if j0 + tile.shape[1] == m:  # the row block is complete
+            first = i0 // block if upper else 0
+            top, soft = maxima[0, first : c + 1, :r].double(), maxima[1, first : c + 1, :r].double()
+            yield i0, torch.where(torch.isneginf(top), top, top - soft)
 
 
 def _mask_self(tile: Tensor, i0: int, j0: int, value: float) -> None:
@@ -146,8 +163,9 @@ def logsumexp_neg_sqdist(
         The log-sums, in the dtype of the inputs.
     """
     _check(query, points)
-    Q, P = _augment(query, points, scale)
-    return _logsumexp_rows(Q, P, exclude_self, block).to(query.dtype)
+    A, B, col, row = _neg_sqdist_parts(query, points, scale)
+    lse = _logsumexp_rows(A, B, exclude_self, block, col=col)
+    return (lse + row).to(query.dtype)
 
 
 def logsumexp_neg_dist(
@@ -173,21 +191,21 @@ def logsumexp_neg_dist(
         The log-sums, in the dtype of the inputs.
     """
     _check(query, points)
-    Q, P = _augment(query, points, -1.0)  # tiles of +||q - p||^2
+    Q, P = _augment(query, points)  # tiles of ||q - p||^2
 
     def to_exponent(tile: Tensor) -> None:
         tile.clamp_(min=0).sqrt_().mul_(-scale)
 
-    return _logsumexp_rows(Q, P, exclude_self, block, to_exponent).to(query.dtype)
+    return _logsumexp_rows(Q, P, exclude_self, block, to_exponent=to_exponent).to(query.dtype)
 
 
 def _logsumexp_rows(
-    Q: Tensor, P: Tensor, exclude_self: bool, block: int,
+    A: Tensor, B: Tensor, exclude_self: bool, block: int, col: Tensor | None = None,
     to_exponent: Callable[[Tensor], None] | None = None,
 ) -> Tensor:  # fmt: skip
-    """Row log-sum-exp of the exponents Q @ P.T (after ``to_exponent``), merged in float64."""
-    out = torch.empty(Q.shape[0], dtype=torch.float64, device=Q.device)
-    for i0, lse in _tile_logsumexps(Q, P, block, exclude_self, to_exponent=to_exponent):
+    """Row log-sum-exp over all tiles of :func:`_tile_logsumexps`, float64 (n,)."""
+    out = torch.full((A.shape[0],), -torch.inf, dtype=torch.float64, device=A.device)
+    for i0, lse in _tile_logsumexps(A, B, block, col, exclude_self, to_exponent=to_exponent):
         out[i0 : i0 + lse.shape[1]] = torch.logsumexp(lse, 0)
     return out
 
@@ -220,10 +238,11 @@ def gaussian_kernel_sum(
     _check(a, b)
     scale = 1.0 / (2.0 * bandwidth * bandwidth)
     symmetric = exclude_diagonal and a is b
-    A, B = _augment(a, b, scale)
+    A, B, col, row = _neg_sqdist_parts(a, b, scale)
     total = torch.zeros((), dtype=torch.float64, device=a.device)
-    for _, lse in _tile_logsumexps(A, B, block, exclude_diagonal, upper=symmetric):
-        sums = lse.exp().sum(1)  # (tiles,): sum_j k_ij = exp(a row's log-sum-exp), per tile
+    for i0, lse in _tile_logsumexps(A, B, block, col, exclude_diagonal, upper=symmetric):
+        # sum_j k_ij = exp(the row's log-sum-exp + its row term); sums: (tiles,)
+        sums = (lse + row[i0 : i0 + lse.shape[1]]).exp().sum(1)
         # symmetric: tile 0 is on the diagonal, the others stand for their mirror images too
         total += 2.0 * sums.sum() - sums[0] if symmetric else sums.sum()
     return float(total)
@@ -242,10 +261,10 @@ def nearest(
     if k > points.shape[0] - int(exclude_self):
         raise ValueError(f"k={k} exceeds the number of candidate points")
     n = query.shape[0]
-    Q, P = _augment(query, points, -1.0)  # tiles of +||q - p||^2
+    Q, P = _augment(query, points)  # tiles of ||q - p||^2
     best_v = torch.full((n, k), torch.inf, dtype=Q.dtype, device=Q.device)
     best_i = torch.full((n, k), -1, dtype=torch.long, device=Q.device)
-    for i0, j0, d2, _ in _tiles(Q, P, block):
+    for i0, j0, d2 in _tiles(Q, P, block):
         if exclude_self:
             _mask_self(d2, i0, j0, torch.inf)
         rows = slice(i0, i0 + d2.shape[0])
@@ -264,10 +283,10 @@ def count_within(
     The k-NN-ball membership counts of precision/recall and density (radii_sq: (m,)).
     """
     _check(query, points)
-    Q, P = _augment(query, points, -1.0)  # tiles of +||q - p||^2
-    radii = radii_sq.to(Q.dtype)
+    Q, P = _augment(query, points)  # tiles of ||q - p||^2
+    radii = radii_sq.to(device=Q.device, dtype=Q.dtype)
     counts = torch.zeros(query.shape[0], dtype=torch.long, device=Q.device)
-    for i0, j0, d2, _ in _tiles(Q, P, block):
+    for i0, j0, d2 in _tiles(Q, P, block):
         r, c = d2.shape
         counts[i0 : i0 + r] += (d2 <= radii[j0 : j0 + c]).sum(1)
     return counts
@@ -287,10 +306,10 @@ def gaussian_kernel_matmul(
     """
     _check(a, b)
     scale = 1.0 / (2.0 * bandwidth * bandwidth)
-    A, B = _augment(a, b, scale)
+    A, B = _augment(a, b)  # tiles of ||a_i - b_j||^2
     out = torch.zeros(a.shape[0], v.shape[1], dtype=v.dtype, device=v.device)
-    for i0, j0, tile, _ in _tiles(A, B, block):
-        k = tile.clamp_(max=0).exp_()  # clamp: k <= 1 exactly, as on the diagonal
+    for i0, j0, tile in _tiles(A, B, block):
+        k = tile.clamp_(min=0).mul_(-scale).exp_()  # clamp: k <= 1 exactly, as on the diagonal
         out[i0 : i0 + k.shape[0]] += k.to(v.dtype) @ v[j0 : j0 + k.shape[1]]
     return out
 
@@ -318,7 +337,7 @@ def polynomial_kernel_sum(
     A = torch.cat([a * g, ones], 1)  # A_i . B_j = gamma a_i.b_j + coef0
     B = torch.cat([b, torch.full((b.shape[0], 1), coef0, dtype=b.dtype, device=b.device)], 1)
     total = torch.zeros((), dtype=torch.float64, device=a.device)
-    for i0, j0, tile, _ in _tiles(A, B, block, upper=symmetric):
+    for i0, j0, tile in _tiles(A, B, block, upper=symmetric):
         tile.pow_(degree)
         if exclude_diagonal:
             _mask_self(tile, i0, j0, 0.0)

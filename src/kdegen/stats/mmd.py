@@ -57,7 +57,9 @@ def median_bandwidth(a: Tensor, b: Tensor, seed: int = 0) -> float:
     return h if h > 0 else 1.0
 
 
-def mmd2(a: Tensor, b: Tensor, bandwidth: float | None = None, block: int = 2048) -> float:
+def mmd2(
+    a: Tensor, b: Tensor, bandwidth: float | None = None, block: int = kernels.DEFAULT_BLOCK
+) -> float:
     """Unbiased MMD^2 between samples ``a`` (n, d) and ``b`` (m, d), Gaussian kernel.
 
     Args:
@@ -97,7 +99,7 @@ class MMDTest:
 
 def mmd_test(
     a: Tensor, b: Tensor, bandwidth: float | None = None, permutations: int = 200,
-    seed: int = 0, block: int = 2048,
+    seed: int = 0, block: int = kernels.DEFAULT_BLOCK,
 ) -> MMDTest:  # fmt: skip
     """Permutation test of H0: ``a`` and ``b`` come from the same distribution.
 

@@ -19,6 +19,7 @@ i.e. h = 1 / sqrt(2e-4) ~ 70.7 (:data:`PAPER_MMD_BANDWIDTH`); any h can be passe
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -107,16 +108,23 @@ def initial_codes(
     raise UsageError(f"unknown init {init!r}; choose one of: {', '.join(INITS)}")
 
 
+# output shape of each generator seen, so repeated reversals skip the trial forward pass
+_OUTPUT_SHAPES: weakref.WeakKeyDictionary[nn.Module, tuple[int, ...]] = weakref.WeakKeyDictionary()
+
+
 def check_data_shape(generator: nn.Module, x: Tensor, z: Tensor | None = None) -> None:
     """Fail with a clear message unless ``generator`` makes data shaped like ``x``.
 
     ``z`` is a code batch to try (default: one zero code of the generator's latent size).
     """
-    if z is None:
-        device = next(generator.parameters()).device
-        z = torch.zeros(1, latent_dim(generator), device=device)
-    with torch.no_grad(), frozen(generator):
-        out_shape = tuple(generator(z[:1]).shape[1:])
+    out_shape = _OUTPUT_SHAPES.get(generator)
+    if out_shape is None:
+        if z is None:
+            device = next(generator.parameters()).device
+            z = torch.zeros(1, latent_dim(generator), device=device)
+        with torch.no_grad(), frozen(generator):
+            out_shape = tuple(generator(z[:1]).shape[1:])
+        _OUTPUT_SHAPES[generator] = out_shape
     if tuple(x.shape[1:]) != out_shape:
         raise UsageError(
             f"data of shape {tuple(x.shape[1:])} cannot be reversed: the generator makes "

@@ -45,7 +45,7 @@ class KDEGANConfig(GANConfig):
     rev_init_std: float = option(1e-4, "std of the normal initial codes")
     kde_bandwidth: str = option("scott", "KDE bandwidth: a number, scott, silverman or ml")
     background: float = option(0.0, "weight of N(0, I) mixed into the KDE prior")
-    refit_every: int = option(1, "refit the KDE every N iterations")
+    refit_every: int = option(10, "refit the KDE every N iterations")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -138,7 +138,7 @@ class KDEGAN(GAN):
         if len(codes) < 2:
             return  # the plain prior drives the generator until codes exist
         c = self.config
-        self.kde = KDE(c.kde_bandwidth, c.background).fit(codes.clone())
+        self.kde = KDE(c.kde_bandwidth, c.background).fit(codes)  # visited() made a copy
 
     def extra_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {"bank": self.bank.state_dict(), "iteration": self._iteration}

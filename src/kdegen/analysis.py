@@ -8,6 +8,10 @@
 * Figs. 1-2: reconstruction loss against steps for the random-weight generator, and a grid
   of reconstructions after 5, 20 and ``curve_steps`` steps.
 * Fig. 4: MMD^2 between real and generated codes against reversal steps.
+
+The random-weight generator is the run's network re-initialised with PyTorch's default
+layer initialisation (DCGAN's N(0, 0.02) weights make an untrained generator's output
+nearly constant, which says nothing about the architecture).
 """
 
 from __future__ import annotations
@@ -33,6 +37,16 @@ def _plot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def reinitialize(module: nn.Module, seed: int = 0) -> nn.Module:
+    """Reset every layer of ``module`` to PyTorch's default random initialisation."""
+    torch.manual_seed(seed)
+    for m in module.modules():
+        reset = getattr(m, "reset_parameters", None)
+        if callable(reset):
+            reset()
+    return module
 
 
 def tsne(codes: Tensor, seed: int = 0) -> np.ndarray:
@@ -155,7 +169,10 @@ def _random_reconstruction(
 def _mmd_curve(
     generator: nn.Module, images: Tensor, options: dict[str, Any], steps: int, out: Path
 ) -> dict[str, Any]:
-    opts = {**options, "stop": "mmd", "tol": math.inf, "level": None, "steps": steps}
+    # the paper's start: every code at init_std * N(0, I), so real and generated codes begin
+    # alike and part as the reversal proceeds
+    opts = {**options, "stop": "mmd", "tol": math.inf, "level": None, "steps": steps,
+            "init": "normal"}  # fmt: skip
     r = invert(generator, images, **opts, rng=torch.Generator(device=images.device).manual_seed(0))
     plt = _plot()
     fig, ax = plt.subplots(figsize=(5, 4), dpi=100)

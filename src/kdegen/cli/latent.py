@@ -166,7 +166,7 @@ def cmd_analyze(argv: list[str]) -> int:
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder")
     loaded, data = _load(args, args.n)
-    from kdegen.analysis import analyze_latent
+    from kdegen.analysis import analyze_latent, reinitialize
 
     out.mkdir(parents=True, exist_ok=True)
     G = loaded.method.generator()
@@ -174,7 +174,7 @@ def cmd_analyze(argv: list[str]) -> int:
     # the same network with fresh random weights
     train = replace(loaded.config.train, {"seed": loaded.config.train.seed + 1})
     fresh = RunConfig(loaded.config.method, loaded.config.options, train)
-    random_G = runs.build_method(fresh, loaded.method.spec, device).generator()
+    random_G = reinitialize(runs.build_method(fresh, loaded.method.spec, device).generator())
     train_codes = loaded.method.latent_codes()
     if train_codes is None:  # no bank: reverse as many training images
         train_images = load(args.data, split="train").images[: args.n]

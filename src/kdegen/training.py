@@ -111,6 +111,7 @@ class Trainer:
         torch.manual_seed(config.seed * 1000 + ctx.rank)
         for net in method.networks().values():
             distributed.broadcast_module(net)
+        method.bind_data(self.images, self.labels)
 
     # ----- state ---------------------------------------------------------------------
 

@@ -90,6 +90,35 @@ def cmd_reverse(argv: list[str]) -> int:
     return 0
 
 
+@command("encode")
+def cmd_encode(argv: list[str]) -> int:
+    """Encode data with a run's encoder: codes and reconstruction errors to an .npz."""
+    p = Parser(prog="kdegen encode", description=cmd_encode.__doc__)
+    p.add_argument("run", help="run directory")
+    p.add_argument("--data", required=True, help="dataset name or image folder/.npz")
+    p.add_argument("--split", default="test", choices=("train", "test"), help="(default test)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, ... (default auto)")
+    p.add_argument("--n", type=int, default=None, help="first N examples only")
+    p.add_argument("--out", required=True, help="codes file (.npz); a .png is written beside it")
+    args = p.parse_args(argv)
+    out = output_path(args.out, (".npz",))
+    loaded, data = _load(args, args.n)
+    method = loaded.method
+    x = data.images.to(_device(loaded))
+    codes = method.encode(x)
+    recon = latent.generate(method.generator(), codes)
+    error = (recon - x).pow(2).flatten(1).mean(1).cpu()
+    result = latent.ReversedSet(codes.cpu(), error, torch.zeros(len(x), dtype=torch.long),
+                                recon.cpu())  # fmt: skip
+    latent.save_codes(out, result, data.labels)
+    if len(method.spec.shape) == 3:
+        shown = min(16, len(x))
+        pair = torch.cat([data.images[:shown].cpu(), result.reconstructions[:shown]])
+        save_grid(pair, out.with_suffix(".png"), nrow=shown)
+    print(f"encoded {len(x)} examples: mean squared error {float(error.mean()):.4g}; wrote {out}")
+    return 0
+
+
 @command("traverse")
 def cmd_traverse(argv: list[str]) -> int:
     """Interpolate linearly between the reversed codes of pairs of data images (Fig. 8)."""

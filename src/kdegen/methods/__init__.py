@@ -3,7 +3,18 @@
 Importing this package registers every method module listed here.
 """
 
-from kdegen.methods import gan, kdegan
+from kdegen.methods import aae, autoencoder, gan, kdegan, vae
 from kdegen.methods.base import METHODS, Batch, DataSpec, Method, MethodConfig
 
-__all__ = ["METHODS", "Batch", "DataSpec", "Method", "MethodConfig", "gan", "kdegan"]
+__all__ = [
+    "METHODS",
+    "Batch",
+    "DataSpec",
+    "Method",
+    "MethodConfig",
+    "aae",
+    "autoencoder",
+    "gan",
+    "kdegan",
+    "vae",
+]

@@ -118,6 +118,14 @@ class Method(ABC):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """The method's optimizers by name."""
 
+    def bind_data(self, images: Tensor, labels: Tensor | None) -> None:  # noqa: B027
+        """Called once by the trainer with the whole training set (on the method's device),
+        for methods that keep statistics over it (e.g. the GEN's lagging code set)."""
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Codes (N, k) of data (N, *shape) from the method's encoder."""
+        raise UsageError(f"a {type(self).__name__} run has no encoder; use `kdegen reverse`")
+
     def generator(self) -> nn.Module:
         """The network mapping latent codes (B, k) to data, for reversal and sampling."""
         raise UsageError(f"a {type(self).__name__} run has no generator to work with")

@@ -127,7 +127,7 @@ class AutoEncoder(Method):
         return self.E(x)
 
     @torch.no_grad()
-    def encode(self, x: Tensor, batch_size: int = 1024) -> Tensor:  # type: ignore[override]
+    def encode(self, x: Tensor, batch_size: int = 1024) -> Tensor:
         """Deterministic codes (N, l) in eval mode, in chunks (a VAE gives its means)."""
         was = self.E.training
         self.E.eval()

@@ -372,8 +372,9 @@ SPEC_ERRORS: dict[str, tuple[str, dict[str, object], str]] = {
     "bad digits keyword": ("mnist1000", {"digits": (6, 12)}, "digits 0-9"),
     "bad int": ("ring8", {"n": "many"}, "ring8 accepts: n"),
     "n below one": ("grid25:n=-4", {}, "at least 1"),
-    "options on optionless": ("mnist5k:bias=1", {}, "takes no options"),
-    "keyword on optionless": ("digits", {"n": 5}, "takes no options"),
+    "options on optionless": ("cifar10:bias=1", {}, "takes no options"),
+    "keyword on optionless": ("svhn", {"n": 5}, "takes no options"),
+    "unknown option": ("mnist5k:bias=1", {}, "mnist5k accepts: digits"),
     "malformed option": ("mnist1000:bias", {}, "key=value"),
     "option twice": ("ring8:n=3", {"n": 4}, "give it once"),
 }
@@ -480,3 +481,11 @@ def test_vision_conversion_with_fake_torchvision(
     assert celeba.labels is None and torch.all(celeba.images[:, 0] == 1)
     assert (tmp_path / "celeba" / "kdegen-test-64x64.npy").exists()
     assert torch.equal(load("celeba", split="test").images, celeba.images)
+
+
+def test_class_restriction_of_the_labelled_sets() -> None:
+    ones = load("mnist5k:digits=1")
+    assert len(ones) == 400 and set(ones.labels.tolist()) == {1}
+    assert torch.equal(ones.images, load("mnist5k").images[load("mnist5k").labels == 1])
+    some = load("digits", split="test", digits=(3, 4))
+    assert set(some.labels.tolist()) == {3, 4} and some.num_classes == 10

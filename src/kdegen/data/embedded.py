@@ -11,7 +11,7 @@ import functools
 import numpy as np
 import torch
 
-from kdegen.data.base import ImageData, Request, dataset
+from kdegen.data.base import ImageData, Option, Request, dataset
 
 SPLIT_SEED = 0
 MNIST5K_TEST_PER_CLASS = 100
@@ -40,6 +40,16 @@ def stratified_split(
     return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
 
 
+# restrict a labelled set to some classes, e.g. mnist5k:digits=1 (one-class novelty detection)
+CLASSES = Option("digits", "digits", tuple(range(10)), help="0123456789 (all classes)")
+
+
+def _select(images: np.ndarray, labels: np.ndarray, request: Request) -> ImageData:
+    keep = np.isin(labels, request.options["digits"])
+    return ImageData(torch.tensor(images[keep]), torch.tensor(labels[keep]), request.name,
+                     num_classes=10)  # fmt: skip
+
+
 def _freeze(*arrays: np.ndarray) -> None:
     for array in arrays:
         array.setflags(write=False)
@@ -66,11 +76,11 @@ def mnist5k_arrays() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     sizes=(4000, 1000),
     shape=(1, 28, 28),
     num_classes=10,
+    options=(CLASSES,),
 )
 def load_mnist5k(request: Request) -> ImageData:
-    """Load the mnist5k split named by the request."""
-    images, labels = mnist5k_arrays()[request.split]
-    return ImageData(torch.tensor(images), torch.tensor(labels), request.name, num_classes=10)
+    """Load the mnist5k split named by the request (optionally some digits only)."""
+    return _select(*mnist5k_arrays()[request.split], request)
 
 
 @functools.lru_cache(maxsize=1)
@@ -106,8 +116,8 @@ def _split(
     sizes=(1438, 359),
     shape=(1, 8, 8),
     num_classes=10,
+    options=(CLASSES,),
 )
 def load_digits_data(request: Request) -> ImageData:
-    """Load the digits split named by the request."""
-    images, labels = digits_arrays()[request.split]
-    return ImageData(torch.tensor(images), torch.tensor(labels), request.name, num_classes=10)
+    """Load the digits split named by the request (optionally some digits only)."""
+    return _select(*digits_arrays()[request.split], request)

@@ -3,7 +3,7 @@
 Importing this package registers every method module listed here.
 """
 
-from kdegen.methods import aae, autoencoder, gan, kdegan, vae
+from kdegen.methods import aae, autoencoder, gan, gen, kdegan, vae
 from kdegen.methods.base import METHODS, Batch, DataSpec, Method, MethodConfig
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "aae",
     "autoencoder",
     "gan",
+    "gen",
     "kdegan",
     "vae",
 ]

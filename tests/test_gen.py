@@ -1,0 +1,120 @@
+"""GEN specifics: the JSD term, Eq. 8 sampling, semi-supervision, novelty detection."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from kdegen.cli import main
+from kdegen.errors import UsageError
+from kdegen.methods import Batch, DataSpec
+from kdegen.methods.gen import GEN, GENConfig
+from kdegen.nets.mlp import MLPGenerator
+from kdegen.novelty import auroc, decoder_log_volume
+from kdegen.priors import GaussianMixture, Normal
+
+POINTS = DataSpec((2,), None, 256)
+
+
+def gen(**kw: object) -> GEN:
+    torch.manual_seed(0)
+    return GEN(GENConfig(arch="fc", latent=2, hidden=32, **kw), POINTS, torch.device("cpu"))  # type: ignore[arg-type]
+
+
+def test_sampling_follows_eq8() -> None:
+    m = gen(bandwidth=0.6)
+    prior = m.prior_for_sampling()
+    assert isinstance(prior, Normal) and prior.std == pytest.approx(math.sqrt(1 - 0.36))
+    mog = gen(bandwidth=0.1, target="mog", modes=4)
+    shrunk = mog.prior_for_sampling()
+    assert isinstance(shrunk, GaussianMixture) and isinstance(mog.target, GaussianMixture)
+    expected = (mog.target.stds**2 - 0.01).sqrt()
+    torch.testing.assert_close(shrunk.stds, expected)
+
+
+def test_jsd_term_pulls_codes_towards_the_target() -> None:
+    """With the lagging set far from the target, the term's gradient points to the origin."""
+    m = gen(bandwidth=0.5)
+    m.lagging = torch.randn(200, 2) * 0.5 + torch.tensor([6.0, 0.0])
+    z = (torch.randn(32, 2) * 0.5 + torch.tensor([6.0, 0.0])).requires_grad_(True)
+    loss = m.latent_loss(z, Batch(torch.zeros(32, 2)))["jsd_loss"]
+    (grad,) = torch.autograd.grad(loss, z)
+    assert float(grad[:, 0].mean()) > 0  # descending moves x towards 0
+    saturating = gen(bandwidth=0.5, jsd_form="saturating")
+    saturating.lagging = m.lagging
+    loss = saturating.latent_loss(z, Batch(torch.zeros(32, 2)))["jsd_loss"]
+    (flat,) = torch.autograd.grad(loss, z)
+    assert flat.abs().max() < 1e-3 * grad.abs().max()  # Eq. 3 saturates out there
+
+
+def test_latent_dimension_beyond_the_samples_is_refused() -> None:
+    with pytest.raises(UsageError, match="samples"):
+        GEN(GENConfig(arch="fc", latent=40, m=250), DataSpec((2,), None, 250), torch.device("cpu"))
+
+
+def test_queue_lag_replaces_the_oldest_codes() -> None:
+    m = gen(bandwidth=0.5, m=8)
+    m.lagging = torch.zeros(8, 2)
+    m.after_step(torch.ones(5, 2), Batch(torch.zeros(5, 2)))
+    m.after_step(torch.full((5, 2), 2.0), Batch(torch.zeros(5, 2)))
+    assert m.lagging[:, 0].tolist() == [2, 2, 1, 1, 1, 2, 2, 2]
+
+
+def test_jacobian_volume_matches_finite_differences() -> None:
+    torch.manual_seed(0)
+    decoder = MLPGenerator(3, 7, hidden=16, layers=2).double()
+    z = torch.randn(4, 3, dtype=torch.float64)
+    got = decoder_log_volume(decoder, z)
+    eps = 1e-6
+    for i in range(4):
+        cols = []
+        for j in range(3):
+            e = torch.zeros(3, dtype=torch.float64)
+            e[j] = eps
+            with torch.no_grad():
+                cols.append((decoder((z[i] + e)[None]) - decoder((z[i] - e)[None]))[0] / (2 * eps))
+        A = torch.stack(cols, 1)  # (7, 3)
+        expected = 0.5 * torch.logdet(A.T @ A)
+        assert float(got[i]) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_auroc() -> None:
+    scores = torch.tensor([0.1, 0.2, 0.9, 0.8, 0.3])
+    assert auroc(scores, torch.tensor([False, False, True, True, False])) == 1.0
+    with pytest.raises(UsageError, match="both"):
+        auroc(scores, torch.zeros(5, dtype=torch.bool))
+
+
+def test_semi_supervised_labels_reach_their_mode(tmp_path: Path) -> None:
+    """Labelled codes are pulled to their class's component of the mixture target."""
+    spec = DataSpec((1, 8, 8), 10, 64)
+    torch.manual_seed(0)
+    m = GEN(GENConfig(arch="fc", latent=2, hidden=64, target="mog", modes=10, labeled=64,
+                      lam=1.0, lr=2e-3, bandwidth=0.2), spec, torch.device("cpu"))  # fmt: skip
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(64, 1, 8, 8, generator=g) * 2 - 1, torch.arange(64) % 10
+    m.bind_data(x, y)
+    for _ in range(300):
+        m.train_step(Batch(x, y, torch.arange(64)))
+    assert isinstance(m.target, GaussianMixture)
+    mode = m.target.responsibilities(m.encode(x)).argmax(1)
+    assert float((mode == y).float().mean()) > 0.8
+
+
+def test_cli_novelty(tmp_path: Path) -> None:
+    run = tmp_path / "gen"
+    common = ["--method", "gen", "--data", "digits:digits=1", "--arch", "fc", "--latent", "4",
+              "--batch-size", "16", "--steps", "5", "--no-progress"]  # fmt: skip
+    assert main(["train", *common, "--out", str(run)]) == 0
+    out = tmp_path / "nov"
+    assert main(["novelty", str(run), "--data", "digits", "--inlier-class", "1",
+                 "--out", str(out)]) == 0  # fmt: skip
+    summary = json.loads((out / "novelty.json").read_text())
+    assert 0 <= summary["auroc"] <= 1 and summary["inlier_class"] == 1
+    assert (out / "most_likely.png").is_file() and (out / "least_likely.png").is_file()
+    assert main(["novelty", str(run), "--data", "digits", "--inlier-class", "11",
+                 "--out", str(out)]) == 2  # fmt: skip

@@ -20,7 +20,9 @@ NAMES = [n for n in ("ae", "vae", "aae", "gen") if n in METHODS]
 def build(name: str, arch: str = "fc", **kw: object) -> object:
     torch.manual_seed(0)
     cls = METHODS.get(name)
-    return cls(cls.Config(arch=arch, latent=4, hidden=32, width=8, **kw), IMAGE, torch.device("cpu"))
+    return cls(
+        cls.Config(arch=arch, latent=4, hidden=32, width=8, **kw), IMAGE, torch.device("cpu")
+    )
 
 
 def batch(seed: int = 0) -> Batch:

@@ -374,7 +374,7 @@ SPEC_ERRORS: dict[str, tuple[str, dict[str, object], str]] = {
     "n below one": ("grid25:n=-4", {}, "at least 1"),
     "options on optionless": ("cifar10:bias=1", {}, "takes no options"),
     "keyword on optionless": ("svhn", {"n": 5}, "takes no options"),
-    "unknown option": ("mnist5k:bias=1", {}, "mnist5k accepts: digits"),
+    "unknown mnist5k option": ("mnist5k:bias=1", {}, "mnist5k accepts: digits"),
     "malformed option": ("mnist1000:bias", {}, "key=value"),
     "option twice": ("ring8:n=3", {"n": 4}, "give it once"),
 }

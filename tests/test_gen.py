@@ -118,3 +118,33 @@ def test_cli_novelty(tmp_path: Path) -> None:
     assert (out / "most_likely.png").is_file() and (out / "least_likely.png").is_file()
     assert main(["novelty", str(run), "--data", "digits", "--inlier-class", "11",
                  "--out", str(out)]) == 2  # fmt: skip
+
+
+def _trained_2d_gen(steps: int) -> tuple[GEN, torch.Tensor]:
+    """A 2-D GEN on uniform points of the square (an encoder can make them Gaussian)."""
+    g = torch.Generator().manual_seed(0)
+    data = torch.rand(10000, 2, generator=g) * 2 - 1
+    torch.manual_seed(0)
+    m = GEN(GENConfig(arch="fc", latent=2, hidden=64, lam=0.01, lr=1e-3),
+            DataSpec((2,), None, len(data)), torch.device("cpu"))  # fmt: skip
+    m.bind_data(data, None)
+    for _ in range(steps):
+        idx = torch.randint(0, len(data), (64,), generator=g)
+        m.train_step(Batch(data[idx], None, idx))
+    return m, m.encode(data)
+
+
+def test_codes_shrink_towards_eq8_quickly() -> None:
+    m, codes = _trained_2d_gen(2500)
+    predicted = math.sqrt(1 - m.config.bandwidth**2)  # h = 0.32 for (l, m) = (2, 4000)
+    assert abs(float(codes.std(0).mean()) / predicted - 1) < 0.25
+    assert float(codes.mean(0).abs().max()) < 0.3
+
+
+@pytest.mark.slow
+def test_trained_2d_gen_matches_eq8_within_10_percent() -> None:
+    """Eq. 8: converged codes are N(0, (1 - h^2) I) for the standard-normal target."""
+    m, codes = _trained_2d_gen(15000)
+    predicted = math.sqrt(1 - m.config.bandwidth**2)
+    for std in codes.std(0).tolist():
+        assert abs(std / predicted - 1) < 0.10, (std, predicted)

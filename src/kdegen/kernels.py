@@ -376,3 +376,35 @@ def softmax_mean_sqdist(
             run_max = new_max
         out[i0:i1] = moment / mass
     return out
+
+
+def softmax_mean_points(
+    query: Tensor, points: Tensor, scale: float, block: int = DEFAULT_BLOCK
+) -> Tensor:
+    """sum_j w_ij p_j with w_ij = softmax_j(-scale ||q_i - p_j||^2), shape (n, d).
+
+    The kernel-weighted mean of the points seen from each query: the gradient of a
+    Gaussian KDE's log density is grad_q log sum_j exp(-scale ||q - p_j||^2) =
+    2 scale (this - q) (GENs Eq. 4), which the KDE-JSD loss back-propagates through.
+    Both sets are centred on the points' mean first (smaller norms, less rounding).
+    """
+    _check(query, points)
+    _check_block(block)
+    centre = points.mean(0, keepdim=True)
+    q_all, p_all = query - centre, points - centre
+    out = torch.empty_like(q_all)
+    for i0, i1 in _spans(query.shape[0], block):
+        q = q_all[i0:i1]
+        run_max = torch.full((i1 - i0,), -torch.inf, dtype=q.dtype, device=q.device)
+        mass = torch.zeros_like(run_max)  # sum_j exp(u_ij - max): (r,)
+        moment = torch.zeros_like(q)  # sum_j exp(u_ij - max) p_j: (r, d)
+        for j0, j1 in _spans(points.shape[0], block):
+            u = sq_dists(q, p_all[j0:j1]).mul_(-scale)  # (r, c)
+            new_max = torch.maximum(run_max, u.max(1).values)
+            decay = torch.exp(run_max - new_max)  # run_max = -inf at first: decay 0
+            w = u.sub_(new_max[:, None]).exp_()
+            mass.mul_(decay).add_(w.sum(1))
+            moment.mul_(decay[:, None]).addmm_(w, p_all[j0:j1])
+            run_max = new_max
+        out[i0:i1] = moment / mass[:, None]
+    return out + centre

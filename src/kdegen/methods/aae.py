@@ -20,6 +20,7 @@ from kdegen.errors import UsageError
 from kdegen.methods.autoencoder import AEConfig, AutoEncoder
 from kdegen.methods.base import METHODS, Batch, DataSpec, Losses
 from kdegen.nets.mlp import MLPDiscriminator
+from kdegen.priors import GaussianMixture
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class AAE(AutoEncoder):
         known = self.labeled[batch.index]
         if bool(known.any()):
             # the mixture's components, one per class (--labeled requires --target mog)
-            modes = self.target.sample_component(batch.y[known])  # type: ignore[attr-defined]
+            assert isinstance(self.target, GaussianMixture)  # --labeled requires --target mog
+            modes = self.target.sample_component(batch.y[known])
             real[known] = modes.to(self.device)
         return real

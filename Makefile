@@ -18,6 +18,8 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(VENV)/bin/kdegen train --method kdegan --data mnist5k --steps 3000 --lr-decay linear --out runs/default --force
+	$(VENV)/bin/kdegen evaluate runs/default --reference mnist5k
+	$(VENV)/bin/kdegen report runs/default
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -5,6 +5,16 @@ n_critic discriminator updates per generator update for Wasserstein critics
 (Arjovsky et al.; Gulrajani et al.), weight clipping or the gradient penalty as the
 objective asks, and the noise drawn from a prior object so that the KDE prior of
 Generator Reversal (Sec. 3.2) can drive the same generator later.
+
+Two of Salimans et al.'s "Improved Techniques for Training GANs" (2016) are options of every
+method of the family: minibatch discrimination (Sec. 3.2, :mod:`kdegen.nets.minibatch`)
+before the discriminator's last layer, and feature matching (Sec. 3.1) as the generator's
+loss, ||E f(x) - E f(G(z))||^2 on the discriminator's penultimate features f (the
+discriminator keeps training on the objective).
+
+Subclasses change what the discriminator sees through :meth:`GAN.real_input` and
+:meth:`GAN.fake_input` (packed samples for PacGAN, (x, z) pairs for BiGAN) and the
+generator's loss through :meth:`GAN.generator_loss` (unrolled GAN).
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from kdegen.config import flag_name, option
 from kdegen.errors import UsageError
 from kdegen.methods.base import METHODS, Batch, DataSpec, Losses, Method, MethodConfig
 from kdegen.nets import ARCHS, NetOptions, build_pair, init_dcgan_weights
+from kdegen.nets.minibatch import add_minibatch_discrimination, feature_matching_loss
 from kdegen.objectives import OBJECTIVES, Objective, gradient_penalty
 from kdegen.priors import PRIORS, Prior, make_prior
 
@@ -47,6 +58,13 @@ class GANConfig(MethodConfig):
     beta2: float = option(0.999, "Adam beta2")
     gp_weight: float = option(0.0, "wgan-gp penalty weight (0: 10 for images, 1 for points)")
     clip: float = option(0.01, "weight clipping bound c (wgan)")
+    minibatch_discrimination: int = option(
+        0, "minibatch-discrimination kernels B before D's last layer (0: off; Salimans et al.)"
+    )
+    minibatch_dim: int = option(5, "dimension C of each minibatch-discrimination kernel")
+    feature_matching: bool = option(
+        False, "generator loss ||mean f(x) - mean f(G(z))||^2 on D's penultimate features"
+    )
 
     def __post_init__(self) -> None:
         OBJECTIVES.get(self.objective)
@@ -62,11 +80,13 @@ class GANConfig(MethodConfig):
         for name in ("width", "hidden", "layers"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("latent", "n_critic", "lr_g", "lr_d", "gp_weight"):
+        for name in ("latent", "n_critic", "lr_g", "lr_d", "gp_weight", "minibatch_discrimination"):
             if getattr(self, name) < 0:
                 raise UsageError(f"--{flag_name(name)} must be >= 0 (0: automatic)")
         if not self.clip > 0:
             raise UsageError(f"--clip must be positive, got {self.clip}")
+        if self.minibatch_dim < 1:
+            raise UsageError(f"--minibatch-dim must be at least 1, got {self.minibatch_dim}")
 
     def resolved(self, spec: DataSpec) -> GANConfig:
         """Replace the automatic choices by what they mean for this objective and data."""
@@ -114,19 +134,36 @@ class GAN(Method):
     def __init__(self, config: GANConfig, spec: DataSpec, device: torch.device) -> None:
         config = config.resolved(spec)
         super().__init__(config, spec, device)
+        self.config: GANConfig = config
         self.objective: Objective = OBJECTIVES.get(config.objective)
         self.prior: Prior = make_prior(config.prior, config.latent, device)
-        options = NetOptions(config.width, config.hidden, config.layers, config.d_norm)
-        G, D = build_pair(config.arch, config.latent, spec.shape, options)
+        G, D = self.build_networks()
+        if config.minibatch_discrimination:
+            add_minibatch_discrimination(D, config.minibatch_discrimination, config.minibatch_dim)
         if spec.is_image:
             init_dcgan_weights(G)
             init_dcgan_weights(D)
         self.G: nn.Module = G.to(device)
         self.D: nn.Module = D.to(device)
+        self.build_extra_networks()
         betas = (config.beta1, config.beta2)
-        self.opt_g = make_optimizer(config.optimizer, self.G.parameters(), config.lr_g, betas)
+        self.opt_g = make_optimizer(config.optimizer, self.generator_parameters(), config.lr_g,
+                                    betas)  # fmt: skip
         self.opt_d = make_optimizer(config.optimizer, self.D.parameters(), config.lr_d, betas)
         self.batches_per_step = config.n_critic
+
+    def build_networks(self) -> tuple[nn.Module, nn.Module]:
+        """The generator (B, k) -> (B, *shape) and the discriminator (its input) -> (B,)."""
+        c = self.config
+        options = NetOptions(c.width, c.hidden, c.layers, c.d_norm)
+        return build_pair(c.arch, c.latent, self.spec.shape, options)
+
+    def build_extra_networks(self) -> None:
+        """Create networks beside G and D (on ``self.device``) before the optimizers are made."""
+
+    def generator_parameters(self) -> list[nn.Parameter]:
+        """What the generator phase updates (G; BiGAN adds its encoder)."""
+        return list(self.G.parameters())
 
     def networks(self) -> dict[str, nn.Module]:
         return {"G": self.G, "D": self.D}
@@ -151,23 +188,33 @@ class GAN(Method):
         """Latent codes (n, k) that drive the generator: draws from the prior."""
         return self.prior.sample(n, generator)
 
+    def real_input(self, x: Tensor) -> Tensor:
+        """What the discriminator sees of a real batch (B, *shape): the batch itself."""
+        return x
+
+    def fake_input(self, z: Tensor) -> Tensor:
+        """What the discriminator sees of the generator's output for codes z (B, k)."""
+        out: Tensor = self.G(z)
+        return out
+
     def train_step(self, batch: Batch) -> Losses:
         losses: dict[str, Tensor] = {}
-        for part in batch.chunk(self.batches_per_step):
+        parts = batch.chunk(self.config.n_critic)
+        for part in parts:
             losses.update(self.discriminator_step(part.x))
-        losses.update(self.generator_step(batch.x.shape[0] // self.batches_per_step))
+        losses.update(self.generator_step(parts[-1].x))
         return losses
 
     def discriminator_step(self, real: Tensor) -> dict[str, Tensor]:
         """D phase: one update of the discriminator on a real batch and fresh fakes."""
-        self.G.train()
-        self.D.train()
+        self.train_mode()
         with torch.no_grad():
-            fake = self.G(self.noise(real.shape[0]))
-        loss = self.objective.d_loss(self.D(real), self.D(fake))
+            real_in = self.real_input(real)
+            fake_in = self.fake_input(self.noise(real.shape[0]))
+        loss = self.objective.d_loss(self.D(real_in), self.D(fake_in))
         out = {"d_loss": loss.detach()}
         if self.objective.regularizer == "gradient-penalty":
-            gp = gradient_penalty(self.D, real, fake)
+            gp = gradient_penalty(self.D, real_in, fake_in)
             loss = loss + self.config.gp_weight * gp
             out["gp_loss"] = gp.detach()
         self.opt_d.zero_grad(set_to_none=True)
@@ -180,19 +227,37 @@ class GAN(Method):
                     p.clamp_(-self.config.clip, self.config.clip)
         return out
 
-    def generator_step(self, n: int) -> dict[str, Tensor]:
-        """G phase: one update of the generator through a frozen discriminator."""
+    def train_mode(self) -> None:
+        """Put every network in training mode."""
+        for net in self.networks().values():
+            net.train()
+
+    def generator_step(self, real: Tensor) -> dict[str, Tensor]:
+        """G phase: one update of the generator through a frozen discriminator.
+
+        Args:
+            real: the last real batch (B, *shape): its size sets the number of fakes, and
+                feature matching and BiGAN's encoder use its contents.
+        """
+        self.train_mode()
         self.D.requires_grad_(False)  # no weight gradients for D in this phase
         try:
-            fake = self.G(self.noise(n))
-            loss = self.objective.g_loss(self.D(fake))
+            loss = self.generator_loss(real)
             self.opt_g.zero_grad(set_to_none=True)
             loss.backward()
         finally:
             self.D.requires_grad_(True)
-        distributed.average_gradients(self.G.parameters())
+        params = self.generator_parameters()
+        distributed.average_gradients(params)
         self.opt_g.step()
         return {"g_loss": loss.detach()}
+
+    def generator_loss(self, real: Tensor) -> Tensor:
+        """The generator's loss on as many fresh fakes as ``real`` has rows."""
+        fake_in = self.fake_input(self.noise(real.shape[0]))
+        if self.config.feature_matching:
+            return feature_matching_loss(self.D, self.real_input(real), fake_in)
+        return self.objective.g_loss(self.D(fake_in))
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:

@@ -10,12 +10,12 @@ import sys
 from collections.abc import Sequence
 
 from kdegen import __version__
-from kdegen.cli import evaluate, experiment, latent, train
+from kdegen.cli import classify, evaluate, experiment, latent, modnet, train
 from kdegen.cli.base import COMMANDS
 from kdegen.errors import UsageError
 from kdegen.training import TrainingInterrupted
 
-__all__ = ["COMMANDS", "evaluate", "experiment", "latent", "main", "train"]
+__all__ = ["COMMANDS", "classify", "evaluate", "experiment", "latent", "main", "modnet", "train"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -154,6 +154,8 @@ def cmd_sample(argv: list[str]) -> int:
                    "silverman or ml (default scott)")  # fmt: skip
     p.add_argument("--background", type=float, default=0.0,
                    help="weight of N(0, I) mixed into the KDE (default 0)")  # fmt: skip
+    p.add_argument("--label", type=int, default=None,
+                   help="class of every sample (conditional runs: cgan, acgan)")  # fmt: skip
     args = p.parse_args(argv)
     out = output_path(args.out, (".png", ".npz"))
     if args.n < 1:
@@ -163,7 +165,9 @@ def cmd_sample(argv: list[str]) -> int:
     if out.suffix == ".png" and len(shape) == 1 and shape[0] != 2:
         raise UsageError(f"samples of dimension {shape[0]} cannot be drawn; use --out x.npz")
     rng = torch.Generator().manual_seed(args.seed)
-    if args.prior == "kde":
+    if args.label is not None:
+        samples = _class_samples(loaded, args.n, args.label, args.prior, rng)
+    elif args.prior == "kde":
         from kdegen import latent
 
         G = loaded.method.generator()
@@ -176,6 +180,19 @@ def cmd_sample(argv: list[str]) -> int:
     _write_samples(samples, out)
     print(f"wrote {args.n} samples of step {loaded.step} to {out}")
     return 0
+
+
+def _class_samples(
+    loaded: runs.LoadedRun, n: int, label: int, prior: str, rng: torch.Generator
+) -> torch.Tensor:
+    from kdegen.methods.labelled import SamplesClasses
+
+    if prior != "run":
+        raise UsageError("--label draws from the run's own prior; leave out --prior kde")
+    if not isinstance(loaded.method, SamplesClasses):
+        raise UsageError(f"--label needs a conditional run (cgan, acgan); {loaded.run.path} "
+                         f"is a {loaded.config.method} run")  # fmt: skip
+    return loaded.method.sample_class(n, label, rng)
 
 
 def _codes_for_kde(method: Any, path: str | None) -> torch.Tensor:

@@ -3,7 +3,7 @@
 Importing this package registers every method module listed here.
 """
 
-from kdegen.methods import aae, autoencoder, gan, gen, kdegan, vae
+from kdegen.methods import aae, acgan, autoencoder, cgan, gan, gen, kdegan, modnet, ssgan, vae
 from kdegen.methods.base import METHODS, Batch, DataSpec, Method, MethodConfig
 
 __all__ = [
@@ -13,9 +13,13 @@ __all__ = [
     "Method",
     "MethodConfig",
     "aae",
+    "acgan",
     "autoencoder",
+    "cgan",
     "gan",
     "gen",
     "kdegan",
+    "modnet",
+    "ssgan",
     "vae",
 ]

@@ -1,0 +1,58 @@
+"""``kdegen modnet``: how a trained ModNet turns images into a target class (thesis Sec. 2.5,
+Fig. 2.5-2.6), as a PNG with three rows: the inputs, the deltas and the outputs.
+
+A delta is the change the network made, output - input, in [-2, 2]; it is drawn halved, so
+mid-grey means "unchanged", white "brightened" and black "darkened".
+"""
+
+from __future__ import annotations
+
+import torch
+
+from kdegen import runs
+from kdegen.cli.base import Parser, command, output_path
+from kdegen.data import load
+from kdegen.errors import UsageError
+from kdegen.images import save_grid
+from kdegen.methods.modnet import ModNet
+
+
+@command("modnet")
+def cmd_modnet(argv: list[str]) -> int:
+    """Turn images into a target class with a modnet run: inputs, deltas, outputs (PNG)."""
+    p = Parser(prog="kdegen modnet", description=cmd_modnet.__doc__)
+    p.add_argument("run", help="run directory of a modnet run")
+    p.add_argument("--data", required=True, help="dataset name or image folder/.npz")
+    p.add_argument("--target", type=int, required=True, help="the class to turn images into")
+    p.add_argument("--out", required=True, help="output PNG")
+    p.add_argument("--split", default="test", choices=("train", "test"), help="(default test)")
+    p.add_argument("--n", type=int, default=8, help="number of input images (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the choice of inputs (default 0)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, ... (default auto)")
+    args = p.parse_args(argv)
+    out = output_path(args.out, (".png",))
+    if args.n < 1:
+        raise UsageError(f"--n must be at least 1, got {args.n}")
+    loaded = runs.load_run(args.run, args.device)
+    method = loaded.method
+    if not isinstance(method, ModNet):
+        raise UsageError(f"{args.run} is a {loaded.config.method} run; kdegen modnet needs a "
+                         "run trained with --method modnet")  # fmt: skip
+    if not 0 <= args.target < method.classes:
+        raise UsageError(f"--target {args.target} is not a class of this run; give 0 to "
+                         f"{method.classes - 1}")  # fmt: skip
+    data = load(args.data, split=args.split)
+    if tuple(data.shape) != method.spec.shape:
+        raise UsageError(f"{args.data} has examples of shape {tuple(data.shape)}; the run was "
+                         f"trained on shape {method.spec.shape}")  # fmt: skip
+    pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(args.seed))
+    x = data.images[pick[: args.n]]
+    target = torch.full((len(x),), args.target, dtype=torch.long)
+    y = method.transform(x, target).cpu()
+    save_grid(torch.cat([x, (y - x) / 2, y]), out, nrow=len(x))
+    hits = int((method.classify(y).argmax(1).cpu() == args.target).sum())
+    before = int((method.classify(x).argmax(1).cpu() == args.target).sum())
+    print(f"wrote {out}: {len(x)} inputs, deltas and outputs (rows); the run's classifier "
+          f"says {args.target} for {hits}/{len(x)} outputs ({before}/{len(x)} inputs); "
+          f"mean |delta| {float((y - x).abs().mean()):.3f}")  # fmt: skip
+    return 0

@@ -1,0 +1,80 @@
+"""Auxiliary classifier GAN ``acgan`` (Odena, Olah & Shlens 2017, Sec. 3).
+
+The generator is conditional, X_fake = G(c, z); the discriminator sees only the image
+and gives both a source logit (real or fake) and class logits P(C | X). With the
+source log-likelihood L_S and the class log-likelihood L_C,
+
+    L_S = E log P(S = real | X_real) + E log P(S = fake | X_fake)
+    L_C = E log P(C = c | X_real) + E log P(C = c | X_fake),
+
+D is trained to maximise L_S + L_C and G to maximise L_C - L_S. kdegen minimises:
+D: d_loss(source logits) + w (CE(real, c) + CE(fake, c)); G: g_loss(source logit of the
+fakes) + w CE(fake, c), where d_loss and g_loss are any registered objective's (with the
+``non-saturating`` default, -L_S and its usual generator form) and w is ``--class-weight``
+(1 in the paper). ``kdegen classify`` reports the auxiliary classifier's accuracy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from kdegen.config import option
+from kdegen.errors import UsageError
+from kdegen.methods.base import METHODS, DataSpec
+from kdegen.methods.cgan import (
+    CGANConfig,
+    LabelledGAN,
+    net_options,
+    weighted_cross_entropy,
+)
+from kdegen.nets import build_pair
+from kdegen.nets.conditional import ClassHeadDiscriminator, ConditionalGenerator
+
+
+@dataclass(frozen=True)
+class ACGANConfig(CGANConfig):
+    """Options of ``acgan``: those of ``cgan`` and the weight of the class loss."""
+
+    class_weight: float = option(1.0, "weight w of the auxiliary classification loss")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.class_weight >= 0:
+            raise UsageError(f"--class-weight must be >= 0, got {self.class_weight}")
+
+
+@METHODS.register("acgan")
+class ACGAN(LabelledGAN):
+    """Conditional generator, discriminator with a source logit and K class logits."""
+
+    Config = ACGANConfig
+    name = "acgan"
+
+    def build(self, config: Any, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
+        base_g, _ = build_pair(config.arch, config.latent + config.embed, spec.shape,
+                               net_options(config))  # fmt: skip
+        _, base_d = build_pair(config.arch, 1, spec.shape, net_options(config))
+        G = ConditionalGenerator(base_g, config.latent, self.classes, config.embed)
+        return G, ClassHeadDiscriminator(base_d, 1 + self.classes)
+
+    def judge(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor | None]:
+        out = self.D(x)  # (B, 1 + K): source logit, then class logits
+        return out[:, 0], out[:, 1:]
+
+    def class_loss(self, logits: Tensor | None, y: Tensor) -> Tensor | None:
+        assert logits is not None
+        return weighted_cross_entropy(logits, y, self.config.class_weight)
+
+    @torch.no_grad()
+    def classify(self, x: Tensor) -> Tensor:
+        """Class logits (N, K) of the auxiliary classifier, in eval mode."""
+        was_training = self.D.training
+        self.D.eval()
+        try:
+            return self.D(x.to(self.device))[:, 1:]
+        finally:
+            self.D.train(was_training)

@@ -1,0 +1,242 @@
+"""Conditional GAN ``cgan`` (Mirza & Osindero 2014), and what the labelled GANs share.
+
+The generator and the discriminator both see the label: G(z, y) and D(x, y) (tutorial,
+"Conditional GANs"; nets in :mod:`kdegen.nets.conditional`). Any registered objective
+works on D's logit: the discriminator minimises d_loss(D(x, y), D(G(z, y), y)) and the
+generator g_loss(D(G(z, y), y)), where the fakes of a step carry the labels of its real
+minibatch, so both sides see the data's label frequencies. Wasserstein objectives get
+n_critic critic steps, weight clipping or the gradient penalty as for ``gan``.
+
+:class:`LabelledGAN` holds the machinery that ``cgan``, ``acgan`` and ``ssgan`` share:
+the ``gan`` method's options (:class:`~kdegen.methods.gan.GANConfig`), the prior,
+optimizers, learning-rate decay, and explicit discriminator and generator phases whose
+networks and extra loss terms the subclasses choose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields, replace
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from kdegen import distributed
+from kdegen.config import option
+from kdegen.errors import UsageError
+from kdegen.methods.base import METHODS, Batch, DataSpec, Losses, Method
+from kdegen.methods.gan import GANConfig, make_optimizer
+from kdegen.methods.labelled import batch_labels, check_label, require_classes, row_labels
+from kdegen.nets import NetOptions, build_pair, init_dcgan_weights
+from kdegen.nets.conditional import ConditionalDiscriminator, ConditionalGenerator
+from kdegen.objectives import OBJECTIVES, Objective, gradient_penalty
+from kdegen.priors import Prior, make_prior
+
+
+@dataclass(frozen=True)
+class CGANConfig(GANConfig):
+    """Options of ``cgan`` and ``acgan``: those of ``gan`` and the label embedding."""
+
+    embed: int = option(0, "size of the label embedding joined to z (0: the number of classes)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.embed < 0:
+            raise UsageError(f"--embed must be >= 0 (0: automatic), got {self.embed}")
+
+    def resolved(self, spec: DataSpec) -> Any:
+        config: Any = super().resolved(spec)
+        return replace(config, embed=self.embed or int(spec.num_classes or 1))
+
+
+def net_options(config: Any) -> NetOptions:
+    """The architecture knobs of ``config`` (every NetOptions field the config has)."""
+    return NetOptions(**{f.name: getattr(config, f.name) for f in fields(NetOptions)
+                         if hasattr(config, f.name)})  # fmt: skip
+
+
+def widened(shape: tuple[int, ...], extra: int) -> tuple[int, ...]:
+    """``shape`` with ``extra`` more channels (images) or features (points)."""
+    return (shape[0] + extra, *shape[1:])
+
+
+class LabelledGAN(Method):
+    """A generator/discriminator pair trained with a registered objective, with labels.
+
+    Subclasses build the networks (:meth:`build`) and say how to run them:
+    :meth:`fake` generates for labels, :meth:`judge` returns D's real/fake logit and, for
+    discriminators that classify, class logits. One ``train_step`` performs n_critic
+    discriminator updates and one generator update, as the ``gan`` method does.
+    """
+
+    Config: ClassVar[type] = CGANConfig
+    name = "cgan"
+
+    def __init__(self, config: GANConfig, spec: DataSpec, device: torch.device) -> None:
+        config = config.resolved(spec)
+        super().__init__(config, spec, device)
+        self.config: Any = config
+        self.classes = require_classes(spec, self.name)
+        self.objective: Objective = OBJECTIVES.get(config.objective)
+        self.prior: Prior = make_prior(config.prior, config.latent, device)
+        G, D = self.build(config, spec)
+        if spec.is_image:
+            init_dcgan_weights(G)
+            init_dcgan_weights(D)
+        self.G: nn.Module = G.to(device)
+        self.D: nn.Module = D.to(device)
+        betas = (config.beta1, config.beta2)
+        self.opt_g = make_optimizer(config.optimizer, self.G.parameters(), config.lr_g, betas)
+        self.opt_d = make_optimizer(config.optimizer, self.D.parameters(), config.lr_d, betas)
+        self.batches_per_step = config.n_critic
+
+    # ----- what subclasses choose ------------------------------------------------------
+
+    def build(self, config: Any, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
+        """The (generator, discriminator) pair: here G(z, y) and D(x, y)."""
+        base_g, _ = build_pair(config.arch, config.latent + config.embed, spec.shape,
+                               net_options(config))  # fmt: skip
+        _, base_d = build_pair(config.arch, 1, widened(spec.shape, self.classes),
+                               net_options(config))  # fmt: skip
+        G = ConditionalGenerator(base_g, config.latent, self.classes, config.embed)
+        return G, ConditionalDiscriminator(base_d, self.classes)
+
+    def fake(self, z: Tensor, y: Tensor) -> Tensor:
+        """Generated samples (B, *shape) for codes z (B, k) and labels y (B,)."""
+        return self.G(z, y)
+
+    def judge(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor | None]:
+        """D's real/fake logits (B,) of samples labelled y, and class logits (B, K) or None."""
+        return self.D(x, y), None
+
+    def class_loss(self, logits: Tensor | None, y: Tensor) -> Tensor | None:
+        """Weighted cross-entropy of class logits (None when D does not classify)."""
+        return None
+
+    # ----- the shared phases -----------------------------------------------------------
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"G": self.G, "D": self.D}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"G": self.opt_g, "D": self.opt_d}
+
+    def prior_for_sampling(self) -> Prior:
+        return self.prior
+
+    def set_progress(self, step: int, total: int) -> None:
+        if self.config.lr_decay == "linear":
+            factor = max(0.0, 1.0 - step / total)
+            for opt, lr in ((self.opt_g, self.config.lr_g), (self.opt_d, self.config.lr_d)):
+                for group in opt.param_groups:
+                    group["lr"] = lr * factor
+
+    def train_step(self, batch: Batch) -> Losses:
+        y = batch_labels(batch, self.name)
+        losses: dict[str, Tensor] = {}
+        for part in batch.chunk(self.batches_per_step):
+            losses.update(self.discriminator_step(part.x, batch_labels(part, self.name)))
+        n = batch.x.shape[0] // self.batches_per_step
+        losses.update(self.generator_step(y[:n]))
+        return losses
+
+    def discriminator_step(self, real: Tensor, y: Tensor) -> dict[str, Tensor]:
+        """D phase: one update on a labelled real batch and fakes with the same labels."""
+        self.G.train()
+        self.D.train()
+        with torch.no_grad():
+            fake = self.fake(self.prior.sample(real.shape[0]), y)
+        v_real, c_real = self.judge(real, y)
+        v_fake, c_fake = self.judge(fake, y)
+        loss = self.objective.d_loss(v_real, v_fake)
+        out = {"d_loss": loss.detach()}
+        for part, logits in (("real", c_real), ("fake", c_fake)):
+            term = self.class_loss(logits, y)
+            if term is not None:
+                loss = loss + term
+                out[f"class_{part}_loss"] = term.detach()
+        return {**out, **self.update_discriminator(loss, real, fake, y)}
+
+    def update_discriminator(
+        self, loss: Tensor, real: Tensor, fake: Tensor, y: Tensor
+    ) -> dict[str, Tensor]:
+        """Add the objective's gradient penalty, step D, clip its weights if asked."""
+        out = {}
+        if self.objective.regularizer == "gradient-penalty":
+            gp = gradient_penalty(lambda x: self.judge(x, y)[0], real, fake)
+            loss = loss + self.config.gp_weight * gp
+            out["gp_loss"] = gp.detach()
+        self.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        distributed.average_gradients(self.D.parameters())
+        self.opt_d.step()
+        if self.objective.regularizer == "weight-clipping":
+            with torch.no_grad():
+                for p in self.D.parameters():
+                    p.clamp_(-self.config.clip, self.config.clip)
+        return out
+
+    def generator_step(self, y: Tensor) -> dict[str, Tensor]:
+        """G phase: one update of the generator for labels y through a frozen D."""
+        with frozen(self.D):
+            fake = self.fake(self.prior.sample(len(y)), y)
+            v_fake, c_fake = self.judge(fake, y)
+            loss = self.objective.g_loss(v_fake)
+            out = {"g_loss": loss.detach()}
+            term = self.class_loss(c_fake, y)
+            if term is not None:
+                loss = loss + term
+                out["class_g_loss"] = term.detach()
+            self.opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+        distributed.average_gradients(self.G.parameters())
+        self.opt_g.step()
+        return out
+
+    # ----- sampling --------------------------------------------------------------------
+
+    @torch.no_grad()
+    def sample_for(self, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """One sample per label of ``y`` (n,), in eval mode, in chunks of 1,024."""
+        was_training = self.G.training
+        self.G.eval()
+        try:
+            out = [self.fake(self.prior.sample(len(part), generator), part.to(self.device))
+                   for part in y.split(1024)]  # fmt: skip
+        finally:
+            self.G.train(was_training)
+        return torch.cat(out) if out else torch.empty(0, *self.spec.shape, device=self.device)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` samples, one class per row of the sample grid (see :func:`row_labels`)."""
+        return self.sample_for(row_labels(n, self.classes), generator)
+
+    def sample_class(self, n: int, label: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` samples of class ``label``."""
+        check_label(label, self.classes)
+        return self.sample_for(torch.full((n,), label, dtype=torch.long), generator)
+
+
+@contextmanager
+def frozen(*modules: nn.Module) -> Iterator[None]:
+    """No weight gradients for ``modules`` inside the block (a generator phase)."""
+    for m in modules:
+        m.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for m in modules:
+            m.requires_grad_(True)
+
+
+def weighted_cross_entropy(logits: Tensor, y: Tensor, weight: float) -> Tensor:
+    """``weight`` times the mean cross-entropy of class logits (B, K) against labels (B,)."""
+    return weight * F.cross_entropy(logits, y)
+
+
+@METHODS.register("cgan")
+class CGAN(LabelledGAN):
+    """Conditional GAN: G(z, y) and D(x, y) with any registered objective."""

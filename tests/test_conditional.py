@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ from kdegen.errors import UsageError
 from kdegen.methods import METHODS, Batch, DataSpec
 from kdegen.methods.labelled import row_labels, stratified_choice
 from kdegen.methods.ssgan import class_probabilities, realness
+from kdegen.nets.minibatch import MinibatchDiscrimination
 from kdegen.rundir import RunDir
 
 NAMES = ("cgan", "acgan", "ssgan")
@@ -102,6 +104,26 @@ def test_any_objective(name: str, objective: str) -> None:
     losses = m.train_step(batch(n=20))  # type: ignore[attr-defined]
     assert all(math.isfinite(float(v)) for v in losses.values())
     assert ("gp_loss" in losses) == (objective == "wgan-gp")
+
+
+@pytest.mark.parametrize("spec", [IMAGE, POINTS], ids=["image", "points"])
+@pytest.mark.parametrize("name", NAMES)
+def test_minibatch_discrimination_and_feature_matching(name: str, spec: DataSpec) -> None:
+    m: Any = build(name, spec, minibatch_discrimination=3, feature_matching=True)
+    D = m.D
+    assert any(isinstance(mod, MinibatchDiscrimination) for mod in D.modules())
+    assert all(math.isfinite(float(v)) for v in m.train_step(batch(spec)).values())
+    b = batch(spec, seed=4)
+    base = D.base if name == "cgan" else D.body
+    torch.manual_seed(9)
+    with torch.no_grad():
+        fake = m.fake(m.prior.sample(16), b.y)
+        real_in = D.inputs(b.x, b.y) if name == "cgan" else b.x
+        fake_in = D.inputs(fake, b.y) if name == "cgan" else fake
+        gap = base.features(real_in).flatten(1).mean(0) - base.features(fake_in).flatten(1).mean(0)
+    torch.manual_seed(9)
+    out = m.generator_step(b.x, b.y)
+    torch.testing.assert_close(out["g_loss"], gap.pow(2).sum(), rtol=1e-4, atol=1e-6)
 
 
 def test_cgan_samples_one_class_per_row() -> None:

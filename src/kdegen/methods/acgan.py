@@ -28,6 +28,8 @@ from kdegen.methods.base import METHODS, DataSpec
 from kdegen.methods.cgan import (
     CGANConfig,
     LabelledGAN,
+    body_matching_loss,
+    discriminator_base,
     net_options,
     weighted_cross_entropy,
 )
@@ -57,9 +59,8 @@ class ACGAN(LabelledGAN):
     def build(self, config: Any, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
         base_g, _ = build_pair(config.arch, config.latent + config.embed, spec.shape,
                                net_options(config))  # fmt: skip
-        _, base_d = build_pair(config.arch, 1, spec.shape, net_options(config))
         G = ConditionalGenerator(base_g, config.latent, self.classes, config.embed)
-        return G, ClassHeadDiscriminator(base_d, 1 + self.classes)
+        return G, ClassHeadDiscriminator(discriminator_base(config, spec.shape), 1 + self.classes)
 
     def judge(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor | None]:
         out = self.D(x)  # (B, 1 + K): source logit, then class logits
@@ -68,6 +69,9 @@ class ACGAN(LabelledGAN):
     def class_loss(self, logits: Tensor | None, y: Tensor) -> Tensor | None:
         assert logits is not None
         return weighted_cross_entropy(logits, y, self.config.class_weight)
+
+    def matching_loss(self, real: Tensor, fake: Tensor, y: Tensor) -> Tensor:
+        return body_matching_loss(self.D, real, fake)
 
     @torch.no_grad()
     def classify(self, x: Tensor) -> Tensor:

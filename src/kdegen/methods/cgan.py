@@ -5,7 +5,9 @@ The generator and the discriminator both see the label: G(z, y) and D(x, y) (tut
 works on D's logit: the discriminator minimises d_loss(D(x, y), D(G(z, y), y)) and the
 generator g_loss(D(G(z, y), y)), where the fakes of a step carry the labels of its real
 minibatch, so both sides see the data's label frequencies. Wasserstein objectives get
-n_critic critic steps, weight clipping or the gradient penalty as for ``gan``.
+n_critic critic steps, weight clipping or the gradient penalty as for ``gan``; minibatch
+discrimination and feature matching (Salimans et al. 2016, Sec. 3.1-3.2) work as they do
+for ``gan``, on the discriminator's features of the labelled input.
 
 :class:`LabelledGAN` holds the machinery that ``cgan``, ``acgan`` and ``ssgan`` share:
 the ``gan`` method's options (:class:`~kdegen.methods.gan.GANConfig`), the prior,
@@ -31,7 +33,12 @@ from kdegen.methods.base import METHODS, Batch, DataSpec, Losses, Method
 from kdegen.methods.gan import GANConfig, make_optimizer
 from kdegen.methods.labelled import batch_labels, check_label, require_classes, row_labels
 from kdegen.nets import NetOptions, build_pair, init_dcgan_weights
-from kdegen.nets.conditional import ConditionalDiscriminator, ConditionalGenerator
+from kdegen.nets.conditional import (
+    ClassHeadDiscriminator,
+    ConditionalDiscriminator,
+    ConditionalGenerator,
+)
+from kdegen.nets.minibatch import add_minibatch_discrimination, feature_matching_loss
 from kdegen.objectives import OBJECTIVES, Objective, gradient_penalty
 from kdegen.priors import Prior, make_prior
 
@@ -63,13 +70,23 @@ def widened(shape: tuple[int, ...], extra: int) -> tuple[int, ...]:
     return (shape[0] + extra, *shape[1:])
 
 
+def discriminator_base(config: Any, shape: tuple[int, ...]) -> nn.Module:
+    """The configured architecture's discriminator for inputs of ``shape`` (B, *shape) -> (B,),
+    with minibatch discrimination before its last layer when asked."""
+    _, D = build_pair(config.arch, 1, shape, net_options(config))
+    if config.minibatch_discrimination:
+        add_minibatch_discrimination(D, config.minibatch_discrimination, config.minibatch_dim)
+    return D
+
+
 class LabelledGAN(Method):
     """A generator/discriminator pair trained with a registered objective, with labels.
 
     Subclasses build the networks (:meth:`build`) and say how to run them:
     :meth:`fake` generates for labels, :meth:`judge` returns D's real/fake logit and, for
-    discriminators that classify, class logits. One ``train_step`` performs n_critic
-    discriminator updates and one generator update, as the ``gan`` method does.
+    discriminators that classify, class logits, :meth:`matching_loss` is feature matching.
+    One ``train_step`` performs n_critic discriminator updates and one generator update
+    (on the last critic minibatch's labels), as the ``gan`` method does.
     """
 
     Config: ClassVar[type] = CGANConfig
@@ -99,8 +116,7 @@ class LabelledGAN(Method):
         """The (generator, discriminator) pair: here G(z, y) and D(x, y)."""
         base_g, _ = build_pair(config.arch, config.latent + config.embed, spec.shape,
                                net_options(config))  # fmt: skip
-        _, base_d = build_pair(config.arch, 1, widened(spec.shape, self.classes),
-                               net_options(config))  # fmt: skip
+        base_d = discriminator_base(config, widened(spec.shape, self.classes))
         G = ConditionalGenerator(base_g, config.latent, self.classes, config.embed)
         return G, ConditionalDiscriminator(base_d, self.classes)
 
@@ -115,6 +131,12 @@ class LabelledGAN(Method):
     def class_loss(self, logits: Tensor | None, y: Tensor) -> Tensor | None:
         """Weighted cross-entropy of class logits (None when D does not classify)."""
         return None
+
+    def matching_loss(self, real: Tensor, fake: Tensor, y: Tensor) -> Tensor:
+        """Feature matching on D's penultimate features of real and fake inputs labelled y."""
+        D = self.D
+        assert isinstance(D, ConditionalDiscriminator)
+        return feature_matching_loss(D.base, D.inputs(real, y), D.inputs(fake, y))
 
     # ----- the shared phases -----------------------------------------------------------
 
@@ -135,12 +157,12 @@ class LabelledGAN(Method):
                     group["lr"] = lr * factor
 
     def train_step(self, batch: Batch) -> Losses:
-        y = batch_labels(batch, self.name)
         losses: dict[str, Tensor] = {}
-        for part in batch.chunk(self.batches_per_step):
+        parts = batch.chunk(self.batches_per_step)
+        for part in parts:
             losses.update(self.discriminator_step(part.x, batch_labels(part, self.name)))
-        n = batch.x.shape[0] // self.batches_per_step
-        losses.update(self.generator_step(y[:n]))
+        last = parts[-1]
+        losses.update(self.generator_step(last.x, batch_labels(last, self.name)))
         return losses
 
     def discriminator_step(self, real: Tensor, y: Tensor) -> dict[str, Tensor]:
@@ -179,12 +201,20 @@ class LabelledGAN(Method):
                     p.clamp_(-self.config.clip, self.config.clip)
         return out
 
-    def generator_step(self, y: Tensor) -> dict[str, Tensor]:
-        """G phase: one update of the generator for labels y through a frozen D."""
+    def generator_step(self, real: Tensor, y: Tensor) -> dict[str, Tensor]:
+        """G phase: one update of the generator for labels y through a frozen D.
+
+        Args:
+            real: the last real minibatch (B, *shape), for feature matching.
+            y: its labels (B,), which the fakes get.
+        """
         with frozen(self.D):
             fake = self.fake(self.prior.sample(len(y)), y)
             v_fake, c_fake = self.judge(fake, y)
-            loss = self.objective.g_loss(v_fake)
+            if self.config.feature_matching:
+                loss = self.matching_loss(real, fake, y)
+            else:
+                loss = self.objective.g_loss(v_fake)
             out = {"g_loss": loss.detach()}
             term = self.class_loss(c_fake, y)
             if term is not None:
@@ -230,6 +260,12 @@ def frozen(*modules: nn.Module) -> Iterator[None]:
     finally:
         for m in modules:
             m.requires_grad_(True)
+
+
+def body_matching_loss(D: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
+    """Feature matching on the penultimate features of a :class:`ClassHeadDiscriminator`."""
+    assert isinstance(D, ClassHeadDiscriminator)
+    return feature_matching_loss(D.body, real, fake)
 
 
 def weighted_cross_entropy(logits: Tensor, y: Tensor, weight: float) -> Tensor:

@@ -12,9 +12,10 @@ The loss is L = L_supervised + L_unsupervised. L_supervised is the cross-entropy
 K-way softmax on labelled examples (the model's p(y | x, y < K+1)); L_unsupervised is the
 GAN loss on the "realness" logit v(x) = logsumexp_k l_k(x). With the ``non-saturating``
 objective that is exactly -E log D(x) - E log(1 - D(G(z))) of the paper; any registered
-objective can take its place. The generator uses feature matching (Sec. 3.1: match the
-mean of the discriminator's last hidden layer on real data, ||E f(x) - E f(G(z))||^2),
-which the paper found best for semi-supervised learning, or the objective's own loss.
+objective can take its place. The generator uses feature matching by default (Sec. 3.1:
+||E f(x) - E f(G(z))||^2 on the discriminator's penultimate features f), which the paper
+found best for semi-supervised learning; ``--no-feature-matching`` uses the objective's
+generator loss on v instead.
 
 Labels. ``--labeled N`` chooses N training examples, the same number per class, by a
 fixed seed (:func:`~kdegen.methods.labelled.stratified_choice`); the other examples are
@@ -38,35 +39,29 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kdegen import distributed
 from kdegen.config import option
 from kdegen.errors import UsageError
-from kdegen.methods.base import METHODS, Batch, DataSpec, Losses
-from kdegen.methods.cgan import LabelledGAN, frozen, net_options
+from kdegen.methods.base import METHODS, DataSpec
+from kdegen.methods.cgan import LabelledGAN, body_matching_loss, discriminator_base, net_options
 from kdegen.methods.gan import GANConfig
 from kdegen.methods.labelled import stratified_choice
 from kdegen.nets import build_pair
 from kdegen.nets.conditional import ClassHeadDiscriminator
 
-GENERATOR_LOSSES = ("features", "objective")
-
 
 @dataclass(frozen=True)
 class SSGANConfig(GANConfig):
-    """Options of ``ssgan``: those of ``gan``, the labelled count and the generator's loss."""
+    """Options of ``ssgan``: those of ``gan`` (feature matching on by default), the number of
+    labelled examples and the weight of their loss."""
 
+    feature_matching: bool = option(
+        True, "generator loss ||mean f(x) - mean f(G(z))||^2 (Sec. 3.1) instead of the objective's"
+    )
     labeled: int = option(100, "labelled examples, the same number per class (0: all)")
     class_weight: float = option(1.0, "weight of the supervised cross-entropy")
-    generator_loss: str = option(
-        "features", "features (feature matching, Sec. 3.1) or objective (the --objective's)"
-    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.generator_loss not in GENERATOR_LOSSES:
-            raise UsageError(
-                f"--generator-loss must be features or objective, got {self.generator_loss!r}"
-            )
         if self.labeled < 0 or not self.class_weight >= 0:
             raise UsageError("--labeled must be >= 0 (0: all) and --class-weight >= 0")
 
@@ -99,8 +94,8 @@ class SSGAN(LabelledGAN):
         self.labeled_y: Tensor | None = None
 
     def build(self, config: Any, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
-        G, base_d = build_pair(config.arch, config.latent, spec.shape, net_options(config))
-        return G, ClassHeadDiscriminator(base_d, self.classes)
+        G, _ = build_pair(config.arch, config.latent, spec.shape, net_options(config))
+        return G, ClassHeadDiscriminator(discriminator_base(config, spec.shape), self.classes)
 
     def fake(self, z: Tensor, y: Tensor) -> Tensor:
         return self.G(z)  # unconditional: y only sets the count
@@ -108,6 +103,9 @@ class SSGAN(LabelledGAN):
     def judge(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor | None]:
         logits = self.D(x)  # (B, K)
         return realness(logits), logits
+
+    def matching_loss(self, real: Tensor, fake: Tensor, y: Tensor) -> Tensor:
+        return body_matching_loss(self.D, real, fake)
 
     def bind_data(self, images: Tensor, labels: Tensor | None) -> None:
         """Choose the labelled examples (seeded, stratified) from the training set."""
@@ -120,19 +118,11 @@ class SSGAN(LabelledGAN):
     def generator(self) -> nn.Module:
         return self.G
 
-    def train_step(self, batch: Batch) -> Losses:
+    def discriminator_step(self, real: Tensor, y: Tensor) -> dict[str, Tensor]:
+        """D phase: the real batch without its labels (they are only logged as ``train_acc``),
+        fakes, and a labelled batch of the same size drawn from the labelled examples."""
         if self.labeled_x is None or self.labeled_y is None:
             raise RuntimeError("bind_data must choose the labelled examples before training")
-        losses: dict[str, Tensor] = {}
-        for part in batch.chunk(self.batches_per_step):
-            losses.update(self.discriminator_step(part.x, part.y))
-        n = batch.x.shape[0] // self.batches_per_step
-        losses.update(self.ssgan_generator_step(batch.x[:n]))
-        return losses
-
-    def discriminator_step(self, real: Tensor, y: Tensor | None) -> dict[str, Tensor]:
-        """D phase: unlabelled real batch, fakes, and a labelled batch of the same size."""
-        assert self.labeled_x is not None and self.labeled_y is not None
         self.G.train()
         self.D.train()
         pick = torch.randint(len(self.labeled_x), (real.shape[0],)).to(self.device)
@@ -142,28 +132,9 @@ class SSGAN(LabelledGAN):
         logits_real = self.D(real)
         loss = self.objective.d_loss(realness(logits_real), realness(self.D(fake)))
         supervised = self.config.class_weight * F.cross_entropy(self.D(x_lab), y_lab)
-        out = {"d_loss": loss.detach(), "class_loss": supervised.detach()}
-        if y is not None:  # the unlabelled examples' labels, for the log only
-            out["train_acc"] = (logits_real.detach().argmax(1) == y).double().mean()
+        out = {"d_loss": loss.detach(), "class_loss": supervised.detach(),
+               "train_acc": (logits_real.detach().argmax(1) == y).double().mean()}  # fmt: skip
         return {**out, **self.update_discriminator(loss + supervised, real, fake, y_lab)}
-
-    def ssgan_generator_step(self, real: Tensor) -> dict[str, Tensor]:
-        """G phase: feature matching against ``real`` (B, ...), or the objective's loss."""
-        D = self.D
-        assert isinstance(D, ClassHeadDiscriminator)
-        with frozen(D):
-            fake = self.G(self.prior.sample(real.shape[0]))
-            if self.config.generator_loss == "features":
-                with torch.no_grad():
-                    target = D.features(real).mean(0)
-                loss = (D.features(fake).mean(0) - target).pow(2).sum()
-            else:
-                loss = self.objective.g_loss(realness(self.D(fake)))
-            self.opt_g.zero_grad(set_to_none=True)
-            loss.backward()
-        distributed.average_gradients(self.G.parameters())
-        self.opt_g.step()
-        return {"g_loss": loss.detach()}
 
     def sample_class(self, n: int, label: int, generator: torch.Generator | None = None) -> Tensor:
         raise UsageError("an ssgan generator is not conditional; --label needs a cgan or acgan run")

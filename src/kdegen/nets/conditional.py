@@ -61,20 +61,24 @@ class ConditionalDiscriminator(nn.Module):
         super().__init__()
         self.base, self.classes = base, classes
 
-    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+    def inputs(self, x: Tensor, y: Tensor) -> Tensor:
+        """What the base network sees: x with the labels' one-hot channels or features."""
         if x.dim() == 4:
             code = label_maps(y, self.classes, x.shape[2], x.shape[3])  # (B, K, H, W)
         else:
             code = one_hot(y, self.classes)  # (B, K)
-        return self.base(torch.cat([x, code.to(x.dtype)], 1))
+        return torch.cat([x, code.to(x.dtype)], 1)
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        return self.base(self.inputs(x, y))
 
 
 class ClassHeadDiscriminator(nn.Module):
     """x (B, *shape) -> (B, outputs): a discriminator whose linear head is replaced.
 
-    The base network's ``head`` (its last layer, a Linear to one logit) becomes the
-    identity, so the base returns its last hidden features; a new Linear maps them to
-    ``outputs`` values. :meth:`features` gives those hidden features (feature matching).
+    The base network's ``head`` (its last layer, a Linear to one logit, or a Sequential
+    ending in one, as after minibatch discrimination) loses that Linear, so the base
+    returns its last hidden features; a new Linear maps them to ``outputs`` values.
 
     Args:
         base: a discriminator with a linear ``head`` (every network of ``build_pair``).
@@ -93,9 +97,5 @@ class ClassHeadDiscriminator(nn.Module):
         self.body = base
         self.head = nn.Linear(linear.in_features, outputs)
 
-    def features(self, x: Tensor) -> Tensor:
-        """The last hidden layer's activations (B, F)."""
-        return self.body(x)
-
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.features(x))  # (B, outputs)
+        return self.head(self.body(x))  # (B, outputs)

@@ -80,7 +80,7 @@ def test_classifier_learns_digits_and_is_cached(
     plan = plan_classifier(digits)
     first = get_classifier(plan, ClassifierConfig(), CPU, progress=False)
     assert first.accuracy >= 0.9 and first.accuracy_split == "test"
-    assert first.path.parent == cache and first.path.is_file()
+    assert first.path.parent == cache / "classifiers" and first.path.is_file()
     forget_loaded()
 
     def no_training(*args: object, **kwargs: object) -> None:

@@ -16,7 +16,7 @@ What it is trained on (:func:`plan_classifier`):
 - files: the ``--train-data`` given, or else the reference files themselves when they
   are labelled (the accuracy is then a training accuracy).
 
-Trained networks are cached in ``$KDEGEN_CACHE`` (default ``~/.cache/kdegen/classifiers``)
+Trained networks are cached in ``$KDEGEN_CACHE/classifiers`` (default ``~/.cache/kdegen``)
 under a key hashing the settings and the training images and labels, written atomically
 and read with ``torch.load(weights_only=True)``: loading never runs code. An unreadable
 cache file is reported and the network trained again.
@@ -107,8 +107,8 @@ def plan_classifier(reference: Reference, train_name: str | None = None) -> Clas
 
 
 def cache_dir() -> Path:
-    """``$KDEGEN_CACHE`` or ``~/.cache/kdegen/classifiers``."""
-    return Path(os.environ.get("KDEGEN_CACHE") or "~/.cache/kdegen/classifiers").expanduser()
+    """``$KDEGEN_CACHE/classifiers``, by default ``~/.cache/kdegen/classifiers``."""
+    return Path(os.environ.get("KDEGEN_CACHE") or "~/.cache/kdegen").expanduser() / "classifiers"
 
 
 def cache_path(plan: ClassifierPlan, config: cnn.ClassifierConfig) -> Path:

@@ -3,7 +3,21 @@
 Importing this package registers every method module listed here.
 """
 
-from kdegen.methods import aae, acgan, autoencoder, cgan, gan, gen, kdegan, modnet, ssgan, vae
+from kdegen.methods import (
+    aae,
+    acgan,
+    autoencoder,
+    bigan,
+    cgan,
+    gan,
+    gen,
+    kdegan,
+    modnet,
+    pacgan,
+    ssgan,
+    unrolled,
+    vae,
+)
 from kdegen.methods.base import METHODS, Batch, DataSpec, Method, MethodConfig
 
 __all__ = [
@@ -15,11 +29,14 @@ __all__ = [
     "aae",
     "acgan",
     "autoencoder",
+    "bigan",
     "cgan",
     "gan",
     "gen",
     "kdegan",
     "modnet",
+    "pacgan",
     "ssgan",
+    "unrolled",
     "vae",
 ]

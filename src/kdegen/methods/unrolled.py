@@ -140,8 +140,9 @@ def unroll(
         zeros = {n: torch.zeros_like(p) for n, p in params.items()}
         moments = AdamMoments(zeros, dict(zeros), 0)
     for _ in range(steps):
-        grads = torch.autograd.grad(loss(params), [params[n] for n in names],
-                                    create_graph=create_graph, allow_unused=True)  # fmt: skip
+        with torch.enable_grad():  # the updates need gradients even under no_grad
+            grads = torch.autograd.grad(loss(params), [params[n] for n in names],
+                                        create_graph=create_graph, allow_unused=True)  # fmt: skip
         g = {
             n: torch.zeros_like(params[n]) if d is None else d
             for n, d in zip(names, grads, strict=True)

@@ -1,7 +1,10 @@
-"""Session-wide test settings: caches live in the session's temporary folder.
+"""Session-wide test settings: one intra-op thread; caches in the session's temporary folder.
 
 kdegen caches trained classifiers and JSD bandwidths under ``$KDEGEN_CACHE``; tests must
 neither read a user's cache (a stale entry would hide a bug) nor write to the home folder.
+The tests' networks and kernel tiles are small: on 2 (possibly shared) cores, OpenMP
+threads waiting for each other at every small op cost far more than they save (a tiny
+MLP trains 30x slower with 2 threads than with 1 on a loaded machine).
 """
 
 from __future__ import annotations
@@ -10,6 +13,9 @@ import os
 from collections.abc import Iterator
 
 import pytest
+import torch
+
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -10,7 +10,7 @@ from kdegen.errors import UsageError
 
 @command("experiment")
 def cmd_experiment(argv: list[str]) -> int:
-    """Reproduce a figure of the seeds (missing-modes, corruptions, metric-ranking)."""
+    """Reproduce a figure or table of the seeds (`kdegen experiment --help` lists them)."""
     from kdegen.experiments import EXPERIMENTS, Settings, run_experiment
 
     listing = "; ".join(f"{n}: {e.description}" for n, e in EXPERIMENTS.items())

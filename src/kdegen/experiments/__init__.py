@@ -7,10 +7,26 @@ minutes on 2 CPU cores) writing ``table.md``, ``results.json`` and ``plot.png`` 
 - ``missing-modes``: thesis Fig. 3.7, DDM vs Inception Score on n distinct images.
 - ``corruptions``: thesis Sec. 3.4.6, DDM of noisy and blurred real images.
 - ``metric-ranking``: thesis Sec. 3.4.2, DDM, IS, FID, KID, Parzen over GAN training.
+- ``gen-bandwidths``, ``gen-entropy``, ``gen-correlation``, ``gen-mog``: GENs Table 1,
+  Table 2, Fig. 1 and Fig. 3.
+- ``modnet-augment``: thesis Sec. 2.5.4, a classifier on n real examples with and without
+  ModNet's relabelled modifications of them.
+- ``mode-collapse``: modes covered on ring8 and grid25 by gan, wgan-gp, unrolled, pacgan,
+  minibatch discrimination, bigan and kdegan (tutorial "Mode Collapse: Solutions").
 """
 
 # Imported for their side effect: each module registers its experiment in EXPERIMENTS.
-from kdegen.experiments import corruptions, metric_ranking, missing_modes  # noqa: F401
+from kdegen.experiments import (  # noqa: F401
+    corruptions,
+    gen_bandwidths,
+    gen_correlation,
+    gen_entropy,
+    gen_mog,
+    metric_ranking,
+    missing_modes,
+    mode_collapse,
+    modnet_augment,
+)
 from kdegen.experiments.base import EXPERIMENTS, Experiment, Outcome, Settings, run_experiment
 
 __all__ = ["EXPERIMENTS", "Experiment", "Outcome", "Settings", "run_experiment"]

@@ -1,0 +1,59 @@
+"""Training autoencoder-family models (ae, vae, aae, gen) inside an experiment.
+
+The GENs experiments train many small models (Table 2: 5 per method); they need neither
+checkpoints nor run directories, so this is a plain seeded loop over minibatches that
+calls the same ``Method.train_step`` the Trainer does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm import tqdm  # type: ignore[import-untyped]
+
+from kdegen.methods.autoencoder import AutoEncoder
+from kdegen.methods.base import METHODS, Batch, DataSpec
+
+
+def fit_autoencoder(
+    method: str, config: Any, images: Tensor, labels: Tensor | None, steps: int,
+    seed: int, batch_size: int = 64, progress: bool = False, num_classes: int | None = None,
+) -> AutoEncoder:  # fmt: skip
+    """Train ``method`` (ae, vae, aae or gen) with ``config`` for ``steps`` minibatches.
+
+    Args:
+        method: registered method name.
+        config: its config (e.g. ``GENConfig(arch="fc", latent=8)``).
+        images: training examples (N, *shape).
+        labels: (N,) labels, or None.
+        steps: minibatch updates.
+        seed: seeds the initial weights and the minibatch order.
+        batch_size: examples per minibatch.
+        progress: show a progress bar.
+        num_classes: label classes (needed with ``labeled``).
+
+    Returns:
+        The trained method.
+    """
+    torch.manual_seed(seed)
+    spec = DataSpec(tuple(images.shape[1:]), num_classes, len(images))
+    model = METHODS.get(method)(config, spec, torch.device("cpu"))
+    assert isinstance(model, AutoEncoder)
+    model.bind_data(images, labels)
+    g = torch.Generator().manual_seed(seed)
+    for _ in tqdm(range(steps), desc=method, disable=not progress, leave=False):
+        idx = torch.randint(0, len(images), (batch_size,), generator=g)
+        model.train_step(Batch(images[idx], None if labels is None else labels[idx], idx))
+    return model
+
+
+def whiten(z: Tensor) -> Tensor:
+    """Codes with zero mean and identity sample covariance (symmetric inverse square root)."""
+    z = z.double()
+    centred = z - z.mean(0)
+    cov = centred.T @ centred / (len(z) - 1)
+    values, vectors = torch.linalg.eigh(cov)
+    inv_root = vectors @ torch.diag(values.clamp_min(1e-12).rsqrt()) @ vectors.T
+    return centred @ inv_root

@@ -94,7 +94,7 @@ def _cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def test_label_loss_is_eq_2_5() -> None:
-    m = build(class_weight=0.5)
+    m = build(class_weight=0.5, classify_fakes=True)
     x, y = images(), torch.arange(16) % 10
     target = (y + 3) % 10
     with torch.no_grad():
@@ -103,6 +103,11 @@ def test_label_loss_is_eq_2_5() -> None:
             _cross_entropy(m.D(x)[:, 1:], y) + _cross_entropy(m.D(fake)[:, 1:], target)
         )
     out = m.discriminator_step(x, y, fake, target)
+    torch.testing.assert_close(out["label_loss"], expected, rtol=1e-5, atol=1e-6)
+    real_only = build(class_weight=0.5, classify_fakes=False)
+    with torch.no_grad():
+        expected = 0.5 * _cross_entropy(real_only.D(x)[:, 1:], y)
+    out = real_only.discriminator_step(x, y, fake, target)
     torch.testing.assert_close(out["label_loss"], expected, rtol=1e-5, atol=1e-6)
     g_out = m.generator_step(x, target)
     assert math.isfinite(float(g_out["l1_loss"])) and 0 <= float(g_out["target_acc"]) <= 1
@@ -256,3 +261,19 @@ def test_cli_needs_a_modnet_run(tmp_path: Path, capsys: pytest.CaptureFixture[st
     ]
     assert main(argv) == 2
     assert "--method modnet" in capsys.readouterr().err
+
+
+def test_augmentation_experiment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kdegen.experiments import modnet_augment as experiment
+    from kdegen.experiments.base import Settings
+
+    # the pipeline at a smaller size than --quick (ModNet 20 steps, classifiers 30 updates)
+    monkeypatch.setitem(experiment.PLANS, True, experiment.Size(20, 4, 16, 30, 1))
+    outcome = experiment.modnet_augment(Settings(tmp_path, True, "digits", progress=False))
+    assert [r["n_real"] for r in outcome.rows] == [10, 100, 1000]
+    for r in outcome.rows:
+        assert r["n_generated"] == 9 * r["n_real"]
+        assert 0 <= r["acc_real"] <= 1 and 0 <= r["acc_augmented"] <= 1
+    for name in ("table.md", "results.json", "plot.png", "modifications.png"):
+        assert (tmp_path / name).is_file()
+    assert (tmp_path / "runs" / "modnet" / "checkpoints" / "latest.pt").is_file()

@@ -32,7 +32,10 @@ def _outputs_exist(out: Path) -> dict:  # type: ignore[type-arg]
 
 
 def test_registry_names() -> None:
-    assert EXPERIMENTS.names() == ["corruptions", "metric-ranking", "missing-modes"]
+    assert EXPERIMENTS.names() == [
+        "corruptions", "gen-bandwidths", "gen-correlation", "gen-entropy", "gen-mog",
+        "metric-ranking", "missing-modes", "mode-collapse", "modnet-augment",
+    ]  # fmt: skip
 
 
 def test_missing_modes_on_digits(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,15 +58,6 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("pacgan", {"pack": 3, "objective": "wgan-gp", **MBD}),
 ]
 IDS = [name + "".join(f"-{k}={v}" for k, v in kw.items()) for name, kw in CASES]
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny networks step fastest on one thread (and shared CPUs stay responsive)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def options(spec: DataSpec, **kw: Any) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from kdegen.cli import main
 from kdegen.config import RunConfig, TrainConfig
 from kdegen.data import load
 from kdegen.errors import UsageError
-from kdegen.methods import METHODS, Batch, DataSpec, Method
+from kdegen.methods import METHODS, Batch, DataSpec, Method, unrolled
 from kdegen.methods.bigan import BiGAN
 from kdegen.methods.pacgan import PacGANConfig, pack
 from kdegen.methods.unrolled import (
@@ -298,6 +298,22 @@ def test_unrolling_leaves_the_discriminator_as_it_was() -> None:
     state = {k: v.clone() for k, v in gan.D.state_dict().items()}
     gan.generator_step(torch.rand(16, 1, 8, 8) * 2 - 1)
     assert all(torch.equal(state[k], v) for k, v in gan.D.state_dict().items())
+
+
+def test_unrolled_steps_follow_the_learning_rate_decay(monkeypatch: pytest.MonkeyPatch) -> None:
+    gan = make("unrolled", POINTS, unroll_steps=1, lr_decay="linear", lr_d=0.004)
+    rates: list[float] = []
+    original = unrolled.unrolled_generator_loss
+
+    def spy(*args: Any) -> Tensor:
+        rates.append(args[5].lr)  # the UnrollRule
+        return original(*args)
+
+    monkeypatch.setattr(unrolled, "unrolled_generator_loss", spy)
+    for step in (0, 75):
+        gan.set_progress(step, 100)
+        gan.generator_step(torch.randn(8, 2))
+    assert rates == pytest.approx([0.004, 0.001])
 
 
 def test_unrolled_defaults_and_rejections() -> None:

@@ -22,7 +22,8 @@ In kdegen:
   started from the discriminator optimizer's moments when it has them (else zero), with
   eps inside the square root (m / sqrt(v + eps^2)) so its derivative stays finite when a
   gradient is exactly zero; ``--unroll-optimizer sgd`` uses plain gradient steps.
-  The step size is ``--lr-d`` unless ``--unroll-lr`` sets it.
+  The step size is ``--lr-d`` unless ``--unroll-lr`` sets it, and decays with the
+  discriminator's under ``--lr-decay linear``.
 - Every unrolled update and the final loss use one real minibatch and one batch of codes,
   so f_K is a deterministic function of theta_G as in Eq. 5.
 - f is the value function of the chosen objective seen from the generator: the objective's
@@ -30,6 +31,7 @@ In kdegen:
   which depends on theta_G only through theta_D^K (with the ``minimax`` objective this is
   exactly the paper's V(theta_G, theta_D^K)). Every registered discriminator loss is a
   real-data term plus a generated-data term, which is what makes that split possible.
+  The logged ``g_loss`` is this f_K (up to a constant), not the plain generator loss.
 """
 
 from __future__ import annotations
@@ -231,7 +233,9 @@ class UnrolledGAN(GAN):
     def generator_loss(self, real: Tensor) -> Tensor:
         c = self.config
         assert isinstance(c, UnrolledConfig)
-        rule = UnrollRule(c.unroll_optimizer, c.unroll_lr, (c.beta1, c.beta2))
+        # the unrolled steps follow the discriminator's learning-rate schedule (--lr-decay)
+        lr = c.unroll_lr * self.opt_d.param_groups[0]["lr"] / c.lr_d
+        rule = UnrollRule(c.unroll_optimizer, lr, (c.beta1, c.beta2))
         penalty = self.objective.regularizer == "gradient-penalty"
         clipped = self.objective.regularizer == "weight-clipping"
         return unrolled_generator_loss(

@@ -13,6 +13,7 @@ minutes on 2 CPU cores) writing ``table.md``, ``results.json`` and ``plot.png`` 
   ModNet's relabelled modifications of them.
 - ``mode-collapse``: modes covered on ring8 and grid25 by gan, wgan-gp, unrolled, pacgan,
   minibatch discrimination, bigan and kdegan (tutorial "Mode Collapse: Solutions").
+- ``mode-recovery``: Generator Reversal Table 2, recovering dropped modes on mnist1000.
 """
 
 # Imported for their side effect: each module registers its experiment in EXPERIMENTS.
@@ -25,6 +26,7 @@ from kdegen.experiments import (  # noqa: F401
     metric_ranking,
     missing_modes,
     mode_collapse,
+    mode_recovery,
     modnet_augment,
 )
 from kdegen.experiments.base import EXPERIMENTS, Experiment, Outcome, Settings, run_experiment

@@ -34,7 +34,7 @@ def _outputs_exist(out: Path) -> dict:  # type: ignore[type-arg]
 def test_registry_names() -> None:
     assert EXPERIMENTS.names() == [
         "corruptions", "gen-bandwidths", "gen-correlation", "gen-entropy", "gen-mog",
-        "metric-ranking", "missing-modes", "mode-collapse", "modnet-augment",
+        "metric-ranking", "missing-modes", "mode-collapse", "mode-recovery", "modnet-augment",
     ]  # fmt: skip
 
 

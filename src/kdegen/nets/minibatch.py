@@ -10,7 +10,9 @@ a batch of near-identical samples (a collapsed generator) from a varied real bat
 Like the authors' code, the sum leaves out j = i (their exp(0) = 1 self term carries no
 information). The distances are written with broadcasting rather than ``torch.cdist``,
 whose backward pass cannot be differentiated again: the unrolled GAN differentiates
-through discriminator gradients.
+through discriminator gradients. The layer couples the samples of a batch, so with
+``wgan-gp`` the gradient of the critic at one interpolate also carries the other
+interpolates' terms, as with batch normalisation.
 """
 
 from __future__ import annotations

@@ -277,3 +277,25 @@ def test_augmentation_experiment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     for name in ("table.md", "results.json", "plot.png", "modifications.png"):
         assert (tmp_path / name).is_file()
     assert (tmp_path / "runs" / "modnet" / "checkpoints" / "latest.pt").is_file()
+
+
+@pytest.mark.slow
+def test_modnet_changes_digits_into_their_targets(tmp_path: Path) -> None:
+    """On mnist5k the evaluation classifier, which ModNet never saw, reads the target in
+    most modified test digits (measured: 65% after 1,000 steps; 1% with --classify-fakes)."""
+    from kdegen.experiments.base import Settings, embed_all, reference_classifier
+
+    train = TrainConfig(data="mnist5k", steps=1000, seed=0, sample_every=1000,
+                        checkpoint_every=1000)  # fmt: skip
+    runs.start(RunConfig("modnet", ModNetConfig(width=16), train), tmp_path / "run",
+               progress=False)  # fmt: skip
+    method = runs.load_run(tmp_path / "run", "cpu").method
+    assert isinstance(method, ModNet)
+    embedding, ref = reference_classifier("mnist5k", Settings(tmp_path, progress=False))
+    assert ref.test.labels is not None
+    x, y = ref.test.images[:500], ref.test.labels[:500]
+    target = (y + 1 + torch.arange(500) % 9) % 10
+    probs = embed_all(embedding, method.transform(x, target)).probs
+    assert probs is not None
+    rate = float((probs.argmax(1).cpu() == target).double().mean())
+    assert rate > 0.4, rate

@@ -20,9 +20,15 @@ whether ModNet's knowledge reaches a classifier through its images. It is not a
 semi-supervised setting with n labels in all.
 
 Full: ModNet 1,500 steps (width 16, batches of 64), classifiers 600 updates, 3 repeats
-(about 20 minutes on 2 CPU cores). Quick: ModNet 600 steps (width 8, batches of 32),
-classifiers 150 updates, one repeat (about 2 minutes); a ModNet this short changes few
-images into their targets, so the quick table shows the pipeline, not the effect.
+(39 minutes measured on 2 busy shared CPU cores). Quick: ModNet 600 steps (width 8,
+batches of 32), classifiers 150 updates, one repeat (2.5 minutes there); a ModNet this
+short turns few images into their targets, so the quick table shows the pipeline, not
+the effect.
+
+Measured (full, mnist5k, seed 0): test accuracy real only -> real + ModNet images
+31% -> 69% (n = 10), 89% -> 84% (n = 100), 97% -> 88% (n = 1000); the evaluation
+classifier read the target in 69% of the generated images. The 31% that keep their old
+class carry wrong labels, which outweighs the new images once the real ones suffice.
 """
 
 from __future__ import annotations

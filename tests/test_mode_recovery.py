@@ -28,6 +28,17 @@ def test_carry_over_copies_networks_and_optimizers_but_not_the_bank() -> None:
     assert len(second.bank.codes) == 300  # type: ignore[attr-defined]  # a bank for the new set
 
 
+def test_summary_sets_aside_models_that_have_not_learned() -> None:
+    rows = [{"method": m, "phase": p, "inception_score": s}
+            for m, scores in (("gan", (1.0, 1.0, 1.0)), ("bigan", (90, 180, 240)),
+                              ("kdegan", (99, 289, 291)))
+            for p, s in zip(mode_recovery.PHASES, scores, strict=True)]  # fmt: skip
+    text, found = mode_recovery._summary(rows)
+    assert found["not_learned"] == ["gan"] and found["best_recovery"] == "kdegan"
+    assert found["recovery_ratio"]["bigan"] == pytest.approx(0.75)
+    assert "gan had not learned yet" in text
+
+
 def test_restricted_data_uses_only_digits_6_to_9() -> None:
     data = load(mode_recovery.RESTRICTED, "train")
     assert data.labels is not None
@@ -45,5 +56,6 @@ def test_tiny_mode_recovery(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     for r in outcome.rows:
         assert 1 <= r["inception_score"] <= 1000 and 1 <= r["modes"] <= 300
     data = json.loads((tmp_path / "results.json").read_text())
-    assert set(data["recovery_ratio"]) == set(mode_recovery.METHODS_COMPARED)
+    compared = set(data["recovery_ratio"]) | set(data["not_learned"])
+    assert compared == set(mode_recovery.METHODS_COMPARED)
     assert (tmp_path / "kdegan-after-restriction.png").is_file()

@@ -8,7 +8,14 @@ import torch
 from scipy.spatial.distance import cdist
 from scipy.special import logsumexp
 
-from kdegen.kernels import gaussian_kernel_sum, logsumexp_neg_sqdist, nearest, sq_dists
+from kdegen.kernels import (
+    gaussian_kernel_sum,
+    logsumexp_and_softmax_mean,
+    logsumexp_neg_sqdist,
+    nearest,
+    softmax_mean_points,
+    sq_dists,
+)
 
 rng = np.random.default_rng(0)
 A = rng.normal(size=(37, 5))
@@ -61,3 +68,18 @@ def test_nearest(block: int) -> None:
     v, i = nearest(t(A), t(A), k=2, exclude_self=True, block=block)
     masked = D2_AA + np.diag(np.full(len(A), np.inf))
     np.testing.assert_array_equal(i.numpy(), np.argsort(masked, axis=1)[:, :2])
+
+
+@pytest.mark.parametrize("block", [7, 1024])
+def test_logsumexp_and_softmax_mean_match_direct_formulas(block: int) -> None:
+    g = torch.Generator().manual_seed(3)
+    q = torch.randn(50, 4, generator=g, dtype=torch.float64)
+    p = torch.randn(90, 4, generator=g, dtype=torch.float64)
+    scale = 0.7
+    u = -scale * cdist(q.numpy(), p.numpy(), "sqeuclidean")  # (50, 90)
+    w = np.exp(u - logsumexp(u, axis=1, keepdims=True))
+    lse, mean = logsumexp_and_softmax_mean(q, p, scale, block=block)
+    np.testing.assert_allclose(lse.numpy(), logsumexp(u, axis=1), rtol=1e-12)
+    np.testing.assert_allclose(mean.numpy(), w @ p.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(softmax_mean_points(q, p, scale, block).numpy(), w @ p.numpy(),
+                               rtol=1e-10, atol=1e-12)  # fmt: skip

@@ -388,11 +388,24 @@ def softmax_mean_points(
     2 scale (this - q) (GENs Eq. 4), which the KDE-JSD loss back-propagates through.
     Both sets are centred on the points' mean first (smaller norms, less rounding).
     """
+    return logsumexp_and_softmax_mean(query, points, scale, block)[1]
+
+
+def logsumexp_and_softmax_mean(
+    query: Tensor, points: Tensor, scale: float, block: int = DEFAULT_BLOCK
+) -> tuple[Tensor, Tensor]:
+    """Both log sum_j exp(-scale ||q_i - p_j||^2), shape (n,), and the softmax-weighted mean
+    of the points, shape (n, d), from one pass over the distances.
+
+    A differentiable KDE log density needs the first in its forward pass and the second in
+    its backward pass; computing them together halves the distance work of a training step.
+    """
     _check(query, points)
     _check_block(block)
     centre = points.mean(0, keepdim=True)
     q_all, p_all = query - centre, points - centre
     out = torch.empty_like(q_all)
+    lse = torch.empty(query.shape[0], dtype=q_all.dtype, device=q_all.device)
     for i0, i1 in _spans(query.shape[0], block):
         q = q_all[i0:i1]
         run_max = torch.full((i1 - i0,), -torch.inf, dtype=q.dtype, device=q.device)
@@ -407,4 +420,5 @@ def softmax_mean_points(
             moment.mul_(decay[:, None]).addmm_(w, p_all[j0:j1])
             run_max = new_max
         out[i0:i1] = moment / mass[:, None]
-    return out + centre
+        lse[i0:i1] = run_max + mass.log()
+    return lse, out + centre

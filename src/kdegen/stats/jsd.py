@@ -54,17 +54,19 @@ class _LogKDE(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, z: Tensor, centres: Tensor, h: float, block: int) -> Tensor:
         scale = 1.0 / (2.0 * h * h)
-        lse = kernels.logsumexp_neg_sqdist(z, centres, scale, block=block)  # (n,)
-        ctx.save_for_backward(z, centres)
-        ctx.scale, ctx.block = scale, block
+        if ctx.needs_input_grad[0]:  # the backward's kernel-weighted means, in the same pass
+            lse, mean = kernels.logsumexp_and_softmax_mean(z, centres, scale, block=block)
+            ctx.save_for_backward(z, mean)
+        else:
+            lse = kernels.logsumexp_neg_sqdist(z, centres, scale, block=block)  # (n,)
+        ctx.scale = scale
         dim = z.shape[1]
         return lse - math.log(centres.shape[0]) - 0.5 * dim * math.log(2 * math.pi * h * h)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None]:
-        z, centres = ctx.saved_tensors
-        mean = kernels.softmax_mean_points(z, centres, ctx.scale, block=ctx.block)  # (n, l)
+        z, mean = ctx.saved_tensors  # mean: (n, l) softmax-weighted centres (GENs Eq. 4)
         return grad[:, None] * (mean - z) * (2.0 * ctx.scale), None, None, None
 
 

@@ -24,7 +24,9 @@ mode_count`); ``modes_10hq`` counts the modes with at least 10 (a diffuse genera
 scatters single samples over modes it does not really model), and the KL divergence
 of the high-quality samples' mode histogram from uniform
 tells how evenly the covered modes are filled. Full: 3 seeds, 3,000 steps on ring8 and
-6,000 on grid25. Quick: 1 seed, 1,000 and 2,000 steps. The runs are kept under
+6,000 on grid25 (about 80 minutes on 2 shared cores). Quick: 1 seed, 1,000 and 2,000
+steps (about 7 minutes): ring8 is learnt by then, grid25 is still early in training, so
+its high-quality shares are low. The runs are kept under
 ``OUT/runs``; the scatter plot shows each method's samples of the first seed over the data.
 """
 

@@ -30,7 +30,7 @@ from kdegen import distributed
 from kdegen.config import option
 from kdegen.errors import UsageError
 from kdegen.methods.base import METHODS, Batch, DataSpec, Losses, Method
-from kdegen.methods.gan import GANConfig, make_optimizer
+from kdegen.methods.gan import GANConfig, make_optimizer, update_discriminator
 from kdegen.methods.labelled import batch_labels, check_label, require_classes, row_labels
 from kdegen.nets import NetOptions, build_pair, init_dcgan_weights
 from kdegen.nets.conditional import (
@@ -39,7 +39,7 @@ from kdegen.nets.conditional import (
     ConditionalGenerator,
 )
 from kdegen.nets.minibatch import add_minibatch_discrimination, feature_matching_loss
-from kdegen.objectives import OBJECTIVES, Objective, gradient_penalty
+from kdegen.objectives import OBJECTIVES, Objective
 from kdegen.priors import Prior, make_prior
 
 
@@ -186,20 +186,9 @@ class LabelledGAN(Method):
         self, loss: Tensor, real: Tensor, fake: Tensor, y: Tensor
     ) -> dict[str, Tensor]:
         """Add the objective's gradient penalty, step D, clip its weights if asked."""
-        out = {}
-        if self.objective.regularizer == "gradient-penalty":
-            gp = gradient_penalty(lambda x: self.judge(x, y)[0], real, fake)
-            loss = loss + self.config.gp_weight * gp
-            out["gp_loss"] = gp.detach()
-        self.opt_d.zero_grad(set_to_none=True)
-        loss.backward()
-        distributed.average_gradients(self.D.parameters())
-        self.opt_d.step()
-        if self.objective.regularizer == "weight-clipping":
-            with torch.no_grad():
-                for p in self.D.parameters():
-                    p.clamp_(-self.config.clip, self.config.clip)
-        return out
+        return update_discriminator(
+            loss, lambda x: self.judge(x, y)[0], self.D, self.opt_d, self.objective, real,
+            fake, self.config.gp_weight, self.config.clip)  # fmt: skip
 
     def generator_step(self, real: Tensor, y: Tensor) -> dict[str, Tensor]:
         """G phase: one update of the generator for labels y through a frozen D.

@@ -19,6 +19,7 @@ generator's loss through :meth:`GAN.generator_loss` (unrolled GAN).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
@@ -112,6 +113,41 @@ def make_optimizer(
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr)
     return torch.optim.Adam(params, lr=lr, betas=betas)
+
+
+def update_discriminator(
+    loss: Tensor, critic: Callable[[Tensor], Tensor], net: nn.Module,
+    opt: torch.optim.Optimizer, objective: Objective, real: Tensor, fake: Tensor,
+    gp_weight: float, clip: float,
+) -> dict[str, Tensor]:  # fmt: skip
+    """Finish a discriminator update: the objective's regulariser, the step, the clipping.
+
+    Args:
+        loss: the discriminator's loss so far (objective and any class terms).
+        critic: the real/fake score the gradient penalty differentiates, x -> (B,).
+        net: the discriminator, whose gradients are averaged across processes.
+        opt: its optimizer.
+        objective: asks for a gradient penalty (weight ``gp_weight``) or weight clipping
+            to [-clip, clip], or neither.
+        real, fake: the batches the penalty interpolates between.
+
+    Returns:
+        ``{"gp_loss": ...}`` when a penalty was added, else ``{}``.
+    """
+    out = {}
+    if objective.regularizer == "gradient-penalty":
+        gp = gradient_penalty(critic, real, fake)
+        loss = loss + gp_weight * gp
+        out["gp_loss"] = gp.detach()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    distributed.average_gradients(net.parameters())
+    opt.step()
+    if objective.regularizer == "weight-clipping":
+        with torch.no_grad():
+            for p in net.parameters():
+                p.clamp_(-clip, clip)
+    return out
 
 
 @METHODS.register("gan")
@@ -212,20 +248,9 @@ class GAN(Method):
             real_in = self.real_input(real)
             fake_in = self.fake_input(self.noise(real.shape[0]))
         loss = self.objective.d_loss(self.D(real_in), self.D(fake_in))
-        out = {"d_loss": loss.detach()}
-        if self.objective.regularizer == "gradient-penalty":
-            gp = gradient_penalty(self.D, real_in, fake_in)
-            loss = loss + self.config.gp_weight * gp
-            out["gp_loss"] = gp.detach()
-        self.opt_d.zero_grad(set_to_none=True)
-        loss.backward()
-        distributed.average_gradients(self.D.parameters())
-        self.opt_d.step()
-        if self.objective.regularizer == "weight-clipping":
-            with torch.no_grad():
-                for p in self.D.parameters():
-                    p.clamp_(-self.config.clip, self.config.clip)
-        return out
+        return {"d_loss": loss.detach(), **update_discriminator(
+            loss, self.D, self.D, self.opt_d, self.objective, real_in, fake_in,
+            self.config.gp_weight, self.config.clip)}  # fmt: skip
 
     def train_mode(self) -> None:
         """Put every network in training mode."""

@@ -73,7 +73,7 @@ from kdegen.errors import UsageError
 from kdegen.evaluation.embed import cnn
 from kdegen.methods.base import METHODS, Batch, DataSpec, Losses, Method, MethodConfig
 from kdegen.methods.cgan import frozen
-from kdegen.methods.gan import make_optimizer
+from kdegen.methods.gan import make_optimizer, update_discriminator
 from kdegen.methods.labelled import (
     batch_labels,
     check_label,
@@ -84,7 +84,7 @@ from kdegen.methods.labelled import (
 from kdegen.nets import NetOptions, build_pair, init_dcgan_weights
 from kdegen.nets.conditional import ClassHeadDiscriminator
 from kdegen.nets.unet import UNet
-from kdegen.objectives import OBJECTIVES, Objective, gradient_penalty
+from kdegen.objectives import OBJECTIVES, Objective
 
 VARIANTS = ("shared", "separate")
 COMBINES = ("tanh", "clip")
@@ -269,19 +269,9 @@ class ModNet(Method):
             label = self.label_loss(c_real, y, c_fake, target)
             loss = loss + label
             out["label_loss"] = label.detach()
-        if self.objective.regularizer == "gradient-penalty":
-            gp = gradient_penalty(lambda v: self.judge(v)[0], x, fake)
-            loss = loss + self.config.gp_weight * gp
-            out["gp_loss"] = gp.detach()
-        self.opt_d.zero_grad(set_to_none=True)
-        loss.backward()
-        distributed.average_gradients(self.D.parameters())
-        self.opt_d.step()
-        if self.objective.regularizer == "weight-clipping":
-            with torch.no_grad():
-                for p in self.D.parameters():
-                    p.clamp_(-self.config.clip, self.config.clip)
-        return out
+        return {**out, **update_discriminator(
+            loss, lambda v: self.judge(v)[0], self.D, self.opt_d, self.objective, x, fake,
+            self.config.gp_weight, self.config.clip)}  # fmt: skip
 
     def label_loss(self, real_logits: Tensor, y: Tensor, fake_logits: Tensor | None,
                    target: Tensor) -> Tensor:  # fmt: skip

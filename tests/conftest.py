@@ -11,18 +11,24 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
+
+from kdegen.evaluation.embed.classifier import forget_loaded
 
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The session's private ``$KDEGEN_CACHE`` (one digits classifier trained per session)."""
     old = os.environ.get("KDEGEN_CACHE")
-    os.environ["KDEGEN_CACHE"] = str(tmp_path_factory.mktemp("kdegen-cache"))
-    yield
+    folder = tmp_path_factory.mktemp("kdegen-cache")
+    os.environ["KDEGEN_CACHE"] = str(folder)
+    yield folder
+    forget_loaded()
     if old is None:
         os.environ.pop("KDEGEN_CACHE", None)
     else:

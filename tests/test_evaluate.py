@@ -8,7 +8,6 @@ import hashlib
 import json
 import re
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -36,16 +35,6 @@ from kdegen.evaluation.roles import unfilled_roles
 
 CPU = torch.device("cpu")
 QUIET = EmbedSettings(progress=False)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One classifier cache for the session (shared with test_experiments), off the home dir."""
-    folder = tmp_path_factory.getbasetemp() / "kdegen-classifiers"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("KDEGEN_CACHE", str(folder))
-        yield folder
-    forget_loaded()
 
 
 @pytest.fixture(scope="module")

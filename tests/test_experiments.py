@@ -4,24 +4,12 @@ thesis's claims checked, under ``-m slow``."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from kdegen.cli import main
-from kdegen.evaluation.embed import forget_loaded
 from kdegen.experiments import EXPERIMENTS, Settings, metric_ranking, run_experiment
-
-
-@pytest.fixture(scope="module", autouse=True)
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The classifier cache test_evaluate uses too (one digits classifier per session)."""
-    folder = tmp_path_factory.getbasetemp() / "kdegen-classifiers"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("KDEGEN_CACHE", str(folder))
-        yield folder
-    forget_loaded()
 
 
 def _outputs_exist(out: Path) -> dict:  # type: ignore[type-arg]

@@ -64,6 +64,30 @@ def test_queue_lag_replaces_the_oldest_codes() -> None:
     assert m.lagging[:, 0].tolist() == [2, 2, 1, 1, 1, 2, 2, 2]
 
 
+def test_queue_records_which_image_each_code_came_from() -> None:
+    m = gen(bandwidth=0.5, m=8)
+    m.lagging, m.lag_ids = torch.zeros(8, 2), torch.arange(100, 108)
+    m.after_step(torch.ones(3, 2), Batch(torch.zeros(3, 2), None, torch.tensor([4, 5, 6])))
+    assert m.lag_ids.tolist() == [4, 5, 6, 103, 104, 105, 106, 107]
+
+
+def test_leave_out_ignores_the_images_own_lagging_code() -> None:
+    """With --leave-out, moving an image's own lagging code leaves its loss unchanged."""
+    z = torch.randn(1, 2, generator=torch.Generator().manual_seed(1))
+    batch = Batch(torch.zeros(1, 2), None, torch.tensor([7]))
+    losses = {}
+    for leave_out in (True, False):
+        m = gen(bandwidth=0.5, leave_out=leave_out)
+        m.lag_ids = torch.arange(50)
+        for shift in (0.0, 3.0):
+            lagging = torch.randn(50, 2, generator=torch.Generator().manual_seed(2))
+            lagging[7] = z[0] + shift  # the image's own code
+            m.lagging = lagging
+            losses[leave_out, shift] = float(m.latent_loss(z, batch)["jsd_loss"])
+    assert losses[True, 0.0] == pytest.approx(losses[True, 3.0], rel=1e-6)
+    assert losses[False, 0.0] != pytest.approx(losses[False, 3.0], rel=1e-3)
+
+
 def test_jacobian_volume_matches_finite_differences() -> None:
     torch.manual_seed(0)
     decoder = MLPGenerator(3, 7, hidden=16, layers=2).double()

@@ -101,6 +101,37 @@ def test_kde_log_prob_matches_direct_formula() -> None:
     np.testing.assert_allclose(got, log_kde_direct(z.numpy(), centres.numpy(), 0.3), rtol=1e-10)
 
 
+@pytest.mark.parametrize("block", [2, 1024])
+def test_kde_log_prob_leaves_out_same_ids(block: int) -> None:
+    """Leave-one-out by id equals the KDE over the other centres (SciPy), gradients too."""
+    z, centres = normal_samples(9, 3, 1) * 2, normal_samples(40, 3, 2)
+    centre_ids = torch.arange(40) % 12  # ids 0-3 appear 4 times, the rest 3
+    query_ids = torch.tensor([0, 1, 5, 11, 99, 3, 3, 7, -1])  # 99, -1: nothing to leave out
+    z.requires_grad_(True)
+    got = kde_log_prob(z, centres, 0.4, block=block, ids=(query_ids, centre_ids))
+    keep = [(centre_ids != q).numpy() for q in query_ids]
+    want = [log_kde_direct(z.detach().numpy()[i : i + 1], centres.numpy()[k], 0.4)[0]
+            for i, k in enumerate(keep)]  # fmt: skip
+    np.testing.assert_allclose(got.detach().numpy(), want, rtol=1e-10)
+    (grad,) = torch.autograd.grad(got.sum(), z)
+    d2 = ((z[:, None] - centres[None]) ** 2).sum(-1)
+    mask = query_ids[:, None] == centre_ids[None]
+    direct = torch.logsumexp((-d2 / 0.32).masked_fill(mask, -math.inf), 1)
+    (want_grad,) = torch.autograd.grad(direct.sum(), z)
+    torch.testing.assert_close(grad, want_grad)
+
+
+def test_leave_out_is_exact_where_the_own_kernel_dominates() -> None:
+    """A query far out beside its own centre: the others' density is e^-7000 smaller."""
+    centres = normal_samples(50, 3, 4)
+    z = centres[:1] + torch.tensor([[30.0, 0.0, 0.0]])
+    centres[0] = z[0] - 0.01
+    got = kde_log_prob(z, centres, 0.4, ids=(torch.tensor([0]), torch.arange(50)))
+    want = log_kde_direct(z.numpy(), centres[1:].numpy(), 0.4)
+    assert float(want[0]) < -2000
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-10)
+
+
 def test_equal_distributions_give_near_zero() -> None:
     # KDE centres, minibatch and target samples: three independent N(0, I) sets
     z1, centres, z2 = (normal_samples(2000, 2, s) for s in (1, 2, 3))

@@ -392,13 +392,19 @@ def softmax_mean_points(
 
 
 def logsumexp_and_softmax_mean(
-    query: Tensor, points: Tensor, scale: float, block: int = DEFAULT_BLOCK
+    query: Tensor,
+    points: Tensor,
+    scale: float,
+    block: int = DEFAULT_BLOCK,
+    ids: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Both log sum_j exp(-scale ||q_i - p_j||^2), shape (n,), and the softmax-weighted mean
     of the points, shape (n, d), from one pass over the distances.
 
     A differentiable KDE log density needs the first in its forward pass and the second in
     its backward pass; computing them together halves the distance work of a training step.
+    With ``ids`` = (query ids (n,), point ids (m,)), the pairs of equal ids are left out of
+    both (a row that leaves out every point gets -inf and NaN).
     """
     _check(query, points)
     _check_block(block)
@@ -413,9 +419,12 @@ def logsumexp_and_softmax_mean(
         moment = torch.zeros_like(q)  # sum_j exp(u_ij - max) p_j: (r, d)
         for j0, j1 in _spans(points.shape[0], block):
             u = sq_dists(q, p_all[j0:j1]).mul_(-scale)  # (r, c)
+            if ids is not None:
+                u.masked_fill_(ids[0][i0:i1, None] == ids[1][None, j0:j1], -torch.inf)
             new_max = torch.maximum(run_max, u.max(1).values)
-            decay = torch.exp(run_max - new_max)  # run_max = -inf at first: decay 0
-            w = u.sub_(new_max[:, None]).exp_()
+            shift = torch.where(new_max.isfinite(), new_max, torch.zeros_like(new_max))
+            decay = torch.exp(run_max - shift)  # run_max = -inf at first: decay 0
+            w = u.sub_(shift[:, None]).exp_()
             mass.mul_(decay).add_(w.sum(1))
             moment.mul_(decay[:, None]).addmm_(w, p_all[j0:j1])
             run_max = new_max

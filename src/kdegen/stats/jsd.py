@@ -49,29 +49,42 @@ LOG2 = math.log(2.0)
 
 
 class _LogKDE(torch.autograd.Function):
-    """log (1/m) sum_i G_h(z - z_i) per row of z; differentiable in z only."""
+    """log (1/m) sum_i G_h(z - z_i) per row of z; differentiable in z only.
+
+    With ids, a row's sum and its count m leave out the centres of the row's own id.
+    """
 
     @staticmethod
-    def forward(ctx: Any, z: Tensor, centres: Tensor, h: float, block: int) -> Tensor:
+    def forward(ctx: Any, z: Tensor, centres: Tensor, h: float, block: int,
+                ids: tuple[Tensor, Tensor] | None) -> Tensor:  # fmt: skip
         scale = 1.0 / (2.0 * h * h)
-        if ctx.needs_input_grad[0]:  # the backward's kernel-weighted means, in the same pass
-            lse, mean = kernels.logsumexp_and_softmax_mean(z, centres, scale, block=block)
+        if ctx.needs_input_grad[0] or ids is not None:  # the backward's means, same pass
+            lse, mean = kernels.logsumexp_and_softmax_mean(z, centres, scale, block, ids)
             ctx.save_for_backward(z, mean)
         else:
             lse = kernels.logsumexp_neg_sqdist(z, centres, scale, block=block)  # (n,)
         ctx.scale = scale
         dim = z.shape[1]
-        return lse - math.log(centres.shape[0]) - 0.5 * dim * math.log(2 * math.pi * h * h)
+        if ids is None:
+            log_count = torch.full_like(lse, math.log(centres.shape[0]))
+        else:
+            same = (ids[0][:, None] == ids[1][None, :]).sum(1)
+            log_count = (centres.shape[0] - same).to(lse.dtype).log()
+        return lse - log_count - 0.5 * dim * math.log(2 * math.pi * h * h)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None, None]:
         z, mean = ctx.saved_tensors  # mean: (n, l) softmax-weighted centres (GENs Eq. 4)
-        return grad[:, None] * (mean - z) * (2.0 * ctx.scale), None, None, None
+        return grad[:, None] * (mean - z) * (2.0 * ctx.scale), None, None, None, None
 
 
 def kde_log_prob(
-    z: Tensor, z_kde: Tensor, bandwidth: float, block: int = kernels.DEFAULT_BLOCK
+    z: Tensor,
+    z_kde: Tensor,
+    bandwidth: float,
+    block: int = kernels.DEFAULT_BLOCK,
+    ids: tuple[Tensor, Tensor] | None = None,
 ) -> Tensor:
     """log p_e(z) of the Gaussian KDE of Eq. 1, differentiable w.r.t. ``z``.
 
@@ -80,12 +93,19 @@ def kde_log_prob(
         z_kde: (m, l) KDE centres, treated as constants (the lagging set of Algorithm 1).
         bandwidth: kernel std h > 0.
         block: tile size of the kernel sums.
+        ids: optional (query ids (n,), centre ids (m,)): a query's density then leaves out
+            the centres with its own id and averages over the others (leave-one-out; a
+            GEN's ids are image indices, so an image's own lagging code is left out).
 
     Returns:
-        (n,) log densities in the dtype of ``z``.
+        (n,) log densities in the dtype of ``z`` (-inf where every centre is left out).
     """
     centres = z_kde.detach().to(device=z.device, dtype=z.dtype)
-    out: Tensor = _LogKDE.apply(z, centres, float(bandwidth), block)
+    if ids is not None:
+        ids = (ids[0].to(z.device), ids[1].to(z.device))
+        if ids[0].shape != z.shape[:1] or ids[1].shape != centres.shape[:1]:
+            raise UsageError("kde_log_prob: ids must be (n,) and (m,), one per query and centre")
+    out: Tensor = _LogKDE.apply(z, centres, float(bandwidth), block, ids)
     return out
 
 

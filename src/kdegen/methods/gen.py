@@ -39,10 +39,11 @@ the pull of p_t. ``--leave-out`` takes p_e at a minibatch code over the other im
 codes only, as the entropy estimate of Eq. 9 does. Measured on mnist5k (l = 8, 3,000
 steps, lambda = 0.01, ``--lag reencode``): the codes' covariance eigenvalues went from
 0.41-0.60 to 0.50-0.72 (Eq. 8 predicts 1 - h^2 = 0.67) and the whitened entropy of
-1,000 codes from 10.64 to 10.79 nats (N(0, I) samples: 11.71). It is not the default because it removes a safeguard: a code that strays beyond
-all others then has p_e << p_t, where the non-saturating term's weight p_e/(p_e + p_t)
-vanishes, and nothing stops the reconstruction term from carrying it away (a 2-D
-mixture-target run with h = 0.2 diverged to codes of norm 2,000). The paper's MNIST runs
+1,000 codes from 10.64 to 10.79 nats (N(0, I) samples: 11.71). It is not the default
+because it removes a safeguard: a code that strays beyond all others then has
+p_e << p_t, where the non-saturating term's weight p_e/(p_e + p_t) vanishes, and nothing
+stops the reconstruction term from carrying it away (a 2-D mixture-target run with
+h = 0.2 diverged to codes of norm 2,000). The paper's MNIST runs
 (60k images, m = 10k) met their own code in one minibatch image of six.
 
 Semi-supervision (Sec. 5.4): with ``--labeled N`` and a mixture target, the labelled

@@ -2,7 +2,7 @@
 
 ``mnist1000`` (three mnist5k digits side by side, 1,000 modes) is biased so that a 9 is
 20 times as likely as a 1. Mode dropping is simulated by training first on the numbers
-made of the digits 6-9 only (256 of the 1,000 modes), then continuing on the full biased
+made of the digits 6-9 only (4^3 = 64 of the 1,000 modes), then continuing on the full biased
 set; a third run trains on the full set from the start for the same total number of
 steps. For ``gan``, ``bigan`` and ``kdegan`` (same DCGAN networks, batch 64, Adam
 2e-4) the table gives, after each phase, the Inception Score of 10,000 samples under the

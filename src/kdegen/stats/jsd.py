@@ -65,12 +65,11 @@ class _LogKDE(torch.autograd.Function):
             lse = kernels.logsumexp_neg_sqdist(z, centres, scale, block=block)  # (n,)
         ctx.scale = scale
         dim = z.shape[1]
+        log_norm = 0.5 * dim * math.log(2 * math.pi * h * h)
         if ids is None:
-            log_count = torch.full_like(lse, math.log(centres.shape[0]))
-        else:
-            same = (ids[0][:, None] == ids[1][None, :]).sum(1)
-            log_count = (centres.shape[0] - same).to(lse.dtype).log()
-        return lse - log_count - 0.5 * dim * math.log(2 * math.pi * h * h)
+            return lse - (math.log(centres.shape[0]) + log_norm)
+        kept = centres.shape[0] - (ids[0][:, None] == ids[1][None, :]).sum(1)  # (n,)
+        return lse - kept.to(lse.dtype).log() - log_norm
 
     @staticmethod
     @torch.autograd.function.once_differentiable

@@ -191,7 +191,7 @@ def _no_digits(sources: Sources) -> str | None:
     if isinstance(plan, str):
         return plan
     if plan.tiles == 1:
-        return "digit counts are for mnist1000 (digits side by side)"
+        return "digit counts are for mnist1000 and digits1000 (digits side by side)"
     return None
 
 

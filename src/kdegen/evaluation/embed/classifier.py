@@ -12,7 +12,7 @@ What it is trained on (:func:`plan_classifier`):
   trained on mnist5k, applied to each 28 x 28 third. Features are the three slices'
   features side by side; the class probabilities over the 1,000 numbers are the products
   p(100a + 10b + c) = p1(a) p2(b) p3(c); the per-position digit probabilities feed the
-  mnist1000 mode count;
+  mnist1000 mode count; ``digits1000`` likewise with the 8 x 8 ``digits``;
 - files: the ``--train-data`` given, or else the reference files themselves when they
   are labelled (the accuracy is then a training accuracy).
 
@@ -52,7 +52,7 @@ from kdegen.rundir import save_atomic
 
 CACHE_FORMAT = "kdegen-classifier-1"
 # datasets made of ``tiles`` images of another dataset side by side: classify each tile
-TILED: dict[str, tuple[str, int]] = {"mnist1000": ("mnist5k", 3)}
+TILED: dict[str, tuple[str, int]] = {"mnist1000": ("mnist5k", 3), "digits1000": ("digits", 3)}
 
 
 @dataclass(frozen=True)

@@ -42,18 +42,7 @@ def test_one_mixture_and_bad_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(mc, "METHOD_OPTIONS", {"gan": ("gan", {}), "pacgan2": ("pacgan", {})})
     out = run_experiment("mode-collapse", Settings(tmp_path, True, "ring8:n=500", progress=False))
     assert [r["data"] for r in out.rows] == ["ring8:n=500"] * 2
-    assert "PacGAN2" not in out.summary  # the claim is about grid25
+    assert "covered all 25" not in out.summary  # the claim is about grid25
     with pytest.raises(UsageError, match="Gaussian mixture"):
         run_experiment("mode-collapse", Settings(tmp_path, True, "digits", progress=False))
     assert "mode-collapse" in EXPERIMENTS
-
-
-@pytest.mark.slow
-def test_quick_mode_collapse(tmp_path: Path) -> None:
-    """The --quick size: most methods cover ring8 after 1,000 steps; WGAN-GP and the unrolled
-    GAN (Metz et al. Fig. 2) cover all 8 modes."""
-    out = run_experiment("mode-collapse", Settings(tmp_path, quick=True, progress=False))
-    ring = {r["method"]: r for r in out.rows if r["data"] == "ring8"}
-    assert sum(r["modes_mean"] >= 6 for r in ring.values()) >= 5, ring
-    assert ring["wgan-gp"]["modes_mean"] == ring["unrolled"]["modes_mean"] == 8, ring
-    assert len(out.rows) == 14

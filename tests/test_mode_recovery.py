@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from kdegen.data import load
+from kdegen.errors import UsageError
 from kdegen.evaluation.embed.cnn import ClassifierConfig
 from kdegen.experiments import Settings, mode_recovery, run_experiment
 
@@ -39,23 +40,31 @@ def test_summary_sets_aside_models_that_have_not_learned() -> None:
     assert "gan had not learned yet" in text
 
 
-def test_restricted_data_uses_only_digits_6_to_9() -> None:
-    data = load(mode_recovery.RESTRICTED, "train")
+@pytest.mark.parametrize("base", mode_recovery.BASES)
+def test_restricted_data_uses_only_digits_6_to_9(base: str) -> None:
+    data = load(mode_recovery.RESTRICTED.format(base), "train")
     assert data.labels is not None
     digits = torch.stack([data.labels // 100, data.labels // 10 % 10, data.labels % 10])
     assert int(digits.min()) >= 6
 
 
-def test_tiny_mode_recovery(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    tiny = mode_recovery.Size(3, 300, width=8, classifier=ClassifierConfig(epochs=1, min_steps=60))
+def test_tiny_mode_recovery_on_mnist1000(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny = mode_recovery.Size("digits1000", 3, 300, width=8,
+                              classifier=ClassifierConfig(epochs=1, min_steps=60))  # fmt: skip
     monkeypatch.setattr(mode_recovery, "QUICK", tiny)
-    outcome = run_experiment("mode-recovery", Settings(tmp_path, quick=True, progress=False))
+    settings = Settings(tmp_path, quick=True, data="mnist1000", progress=False)
+    outcome = run_experiment("mode-recovery", settings)
     assert [(r["method"], r["phase"]) for r in outcome.rows] == [
-        (m, p) for m in mode_recovery.METHODS_COMPARED for p in mode_recovery.PHASES
+        *((m, p) for m in mode_recovery.METHODS_COMPARED for p in mode_recovery.PHASES),
+        ("data", "real images"),
     ]
     for r in outcome.rows:
         assert 1 <= r["inception_score"] <= 1000 and 1 <= r["modes"] <= 300
+    assert outcome.rows[0]["paper_is"] == 107  # Table 2's gan, restricted (mnist1000 only)
     data = json.loads((tmp_path / "results.json").read_text())
+    assert data["data"] == "mnist1000"
     compared = set(data["recovery_ratio"]) | set(data["not_learned"])
     assert compared == set(mode_recovery.METHODS_COMPARED)
     assert (tmp_path / "kdegan-after-restriction.png").is_file()
+    with pytest.raises(UsageError, match="mnist1000 or digits1000"):
+        run_experiment("mode-recovery", Settings(tmp_path, quick=True, data="mnist5k"))

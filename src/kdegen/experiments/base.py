@@ -110,6 +110,8 @@ def subset(data: ImageData, n: int, seed: int) -> Tensor:
 
 
 def _cell(v: Any) -> str:
+    if v is None:
+        return "-"
     if isinstance(v, float):
         return "nan" if not math.isfinite(v) else f"{v:.5g}"
     return str(v)

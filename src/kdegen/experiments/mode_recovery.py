@@ -94,15 +94,20 @@ def _carry_over(source: Method, target: Method) -> None:
         opt.load_state_dict(source.optimizers()[name].state_dict())
 
 
+def _figures(images: Any, embedding: Any) -> dict[str, Any]:
+    """Inception Score and distinct numbers of ``images`` under the digit classifier."""
+    out = embedding.embed(images, 500)
+    modes = digit_mode_count(out.digits)
+    score = inception_score(out.probs)
+    return {"inception_score": score.mean, "is_std": score.std, "modes": modes.distinct,
+            "kl_to_uniform": modes.kl_to_uniform}  # fmt: skip
+
+
 def _score(method: Method, embedding: Any, n: int, seed: int) -> tuple[dict[str, Any], Any]:
     with torch.no_grad():
         x = torch.cat([method.sample(min(1000, n - i), torch.Generator().manual_seed(seed + i))
                        for i in range(0, n, 1000)]).cpu()  # fmt: skip
-    out = embedding.embed(x, 500)
-    modes = digit_mode_count(out.digits)
-    score = inception_score(out.probs)
-    return {"inception_score": score.mean, "is_std": score.std, "modes": modes.distinct,
-            "kl_to_uniform": modes.kl_to_uniform}, x  # fmt: skip
+    return _figures(x, embedding), x
 
 
 def _method_rows(name: str, settings: Settings, size: Size, embedding: Any,
@@ -127,12 +132,8 @@ def _method_rows(name: str, settings: Settings, size: Size, embedding: Any,
 
 def _real_row(data: Any, embedding: Any, n: int) -> dict[str, Any]:
     """The same figures for ``n`` real training images: the scale the models aim at."""
-    out = embedding.embed(data.images[:n], 500)
-    modes = digit_mode_count(out.digits)
-    score = inception_score(out.probs)
-    return {"method": "data", "phase": "real images", "inception_score": score.mean,
-            "is_std": score.std, "modes": modes.distinct, "kl_to_uniform": modes.kl_to_uniform,
-            "paper_is": None}  # fmt: skip
+    figures = _figures(data.images[:n], embedding)
+    return {"method": "data", "phase": "real images", **figures, "paper_is": None}
 
 
 def _plot(rows: list[dict[str, Any]], base: str) -> Any:

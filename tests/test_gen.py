@@ -6,13 +6,15 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from kdegen.cli import main
 from kdegen.errors import UsageError
 from kdegen.methods import Batch, DataSpec
-from kdegen.methods.gen import GEN, GENConfig
+from kdegen.methods.gen import GEN, GENConfig, own_kernel_log_prob, own_positions
 from kdegen.nets.mlp import MLPGenerator
 from kdegen.novelty import auroc, decoder_log_volume
 from kdegen.priors import GaussianMixture, Normal
@@ -113,20 +115,41 @@ def test_auroc() -> None:
         auroc(scores, torch.zeros(5, dtype=torch.bool))
 
 
-def test_semi_supervised_labels_reach_their_mode(tmp_path: Path) -> None:
-    """Labelled codes are pulled to their class's component of the mixture target."""
+@pytest.mark.parametrize("leave_out", [False, True])
+def test_semi_supervised_labels_reach_their_mode(leave_out: bool) -> None:
+    """Labelled codes are pulled to their class's component of the mixture target. With
+    --leave-out and no floor under p_e this run's codes escaped to norms above 10,000."""
     spec = DataSpec((1, 8, 8), 10, 64)
     torch.manual_seed(0)
     m = GEN(GENConfig(arch="fc", latent=2, hidden=64, target="mog", modes=10, labeled=64,
-                      lam=1.0, lr=2e-3, bandwidth=0.2), spec, torch.device("cpu"))  # fmt: skip
+                      lam=1.0, lr=2e-3, bandwidth=0.2, leave_out=leave_out), spec,
+            torch.device("cpu"))  # fmt: skip
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(64, 1, 8, 8, generator=g) * 2 - 1, torch.arange(64) % 10
     m.bind_data(x, y)
     for _ in range(300):
         m.train_step(Batch(x, y, torch.arange(64)))
     assert isinstance(m.target, GaussianMixture)
-    mode = m.target.responsibilities(m.encode(x)).argmax(1)
+    codes = m.encode(x)
+    mode = m.target.responsibilities(codes).argmax(1)
     assert float((mode == y).float().mean()) > 0.8
+    assert float(codes.norm(dim=1).max()) < 20
+
+
+def test_own_kernel_and_positions() -> None:
+    g = torch.Generator().manual_seed(3)
+    z, centres = torch.randn(3, 2, generator=g), torch.randn(6, 2, generator=g)
+    query_ids, centre_ids = torch.tensor([5, 9, 2]), torch.tensor([5, 1, 5, 2, -1, 8])
+    own = own_positions(query_ids, centre_ids)
+    assert own.tolist() == [2, -1, 3]  # the last centre of image 5; none of image 9
+    assert own_positions(torch.tensor([-1, 1]), centre_ids).tolist() == [-1, 1]
+    h = 0.4
+    got = own_kernel_log_prob(z, centres, h, own)
+    density = stats.multivariate_normal(cov=h * h * np.eye(2))
+    for i, j in ((0, 2), (2, 3)):
+        expected = float(density.logpdf((z[i] - centres[j]).numpy())) - math.log(6)
+        assert got[i].item() == pytest.approx(expected, rel=1e-5)
+    assert got[1].item() == -math.inf
 
 
 def test_cli_novelty(tmp_path: Path) -> None:

@@ -101,7 +101,7 @@ def test_kde_log_prob_matches_direct_formula() -> None:
     np.testing.assert_allclose(got, log_kde_direct(z.numpy(), centres.numpy(), 0.3), rtol=1e-10)
 
 
-@pytest.mark.parametrize("block", [2, 1024])
+@pytest.mark.parametrize("block", [2, 7, 1024])  # 7: a ragged last tile
 def test_kde_log_prob_leaves_out_same_ids(block: int) -> None:
     """Leave-one-out by id equals the KDE over the other centres (SciPy), gradients too."""
     z, centres = normal_samples(9, 3, 1) * 2, normal_samples(40, 3, 2)

@@ -391,6 +391,28 @@ def softmax_mean_points(
     return logsumexp_and_softmax_mean(query, points, scale, block)[1]
 
 
+def _equal_pairs_by_tile(
+    query_ids: Tensor, point_ids: Tensor, block: int
+) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+    """The (row, column) pairs of equal ids, split by column tile of width ``block``.
+
+    Found by sorting the point ids and searching each query id in them (no r x m
+    comparison), so that masking them costs each tile an index write of its few pairs
+    rather than a pass over its r x c entries.
+    """
+    sorted_ids, order = point_ids.sort()
+    first = torch.searchsorted(sorted_ids, query_ids)
+    counts = torch.searchsorted(sorted_ids, query_ids, right=True) - first  # (r,)
+    rows = torch.repeat_interleave(torch.arange(len(query_ids), device=query_ids.device), counts)
+    starts = torch.cumsum(counts, 0) - counts  # where each row's pairs begin
+    rank = torch.arange(len(rows), device=rows.device) - starts[rows]  # 0, 1, ... per row
+    cols = order[first[rows] + rank]
+    tiles = cols // block
+    per_tile = torch.bincount(tiles, minlength=-(-point_ids.shape[0] // block)).tolist()
+    by_tile = tiles.argsort()
+    return rows[by_tile].split(per_tile), cols[by_tile].split(per_tile)
+
+
 def logsumexp_and_softmax_mean(
     query: Tensor,
     points: Tensor,
@@ -417,10 +439,11 @@ def logsumexp_and_softmax_mean(
         run_max = torch.full((i1 - i0,), -torch.inf, dtype=q.dtype, device=q.device)
         mass = torch.zeros_like(run_max)  # sum_j exp(u_ij - max): (r,)
         moment = torch.zeros_like(q)  # sum_j exp(u_ij - max) p_j: (r, d)
-        for j0, j1 in _spans(points.shape[0], block):
+        pairs = None if ids is None else _equal_pairs_by_tile(ids[0][i0:i1], ids[1], block)
+        for k, (j0, j1) in enumerate(_spans(points.shape[0], block)):
             u = sq_dists(q, p_all[j0:j1]).mul_(-scale)  # (r, c)
-            if ids is not None:
-                u.masked_fill_(ids[0][i0:i1, None] == ids[1][None, j0:j1], -torch.inf)
+            if pairs is not None:
+                u[pairs[0][k], pairs[1][k] - j0] = -torch.inf
             new_max = torch.maximum(run_max, u.max(1).values)
             shift = torch.where(new_max.isfinite(), new_max, torch.zeros_like(new_max))
             decay = torch.exp(run_max - shift)  # run_max = -inf at first: decay 0

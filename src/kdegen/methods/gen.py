@@ -30,7 +30,7 @@ gradient (p_e/(p_e + p_t)) (grad log p_t - grad log p_e) stays strong away from 
 target. Both vanish exactly where grad log p_e = grad log p_t, which is Eq. 4, so the
 converged distribution of Eq. 8 is the same. ``--jsd-form saturating`` is Eq. 3 as printed.
 
-Leaving out a query's own code (``--leave-out``, the default). When the lagging set holds
+Leaving out a query's own code (``--leave-out``). When the lagging set holds
 a code of the minibatch image itself (always, when m is the training-set size, as with
 mnist5k's 4,000 images and m = 4,000), its kernel sits at distance ~0 from the query. In
 l = 8 at the Table 1 bandwidth that one kernel is about a third of p_e at a typical code
@@ -51,7 +51,10 @@ term pulls it back. With the floor both runs stay bounded. Measured on mnist5k (
 lambda = 0.04, ``--lag reencode``, 12,000 steps, one model): covariance eigenvalues
 0.53-0.78 (0.30-0.48 with the own kernel kept, after 6,000 steps) and a whitened entropy
 of 1,000 codes of 11.46 nats (11.31, the mean of five models, with it kept; N(0, I)
-samples: 11.71). ``--no-leave-out`` keeps the own kernel.
+samples: 11.71); gen-entropy uses it. It is off by default because its masking costs
+about 0.2x of an ``ae`` step at m = 4,000 (gen_step: 1.3x against 1.5x, measured side by
+side), mostly Python overhead of the index bookkeeping, which the 1.3x target of a GEN
+step does not leave room for.
 
 Semi-supervision (Sec. 5.4): with ``--labeled N`` and a mixture target, the labelled
 examples' term uses their own class's component as p_t, which pulls them to that mode.
@@ -88,7 +91,7 @@ class GENConfig(AEConfig):
     k_b: int = option(10, "minibatches between re-encodings of the lagging set (reencode)")
     bandwidth: float = option(0.0, "KDE bandwidth h (0: the JSD-optimal h for (l, m, target))")
     jsd_form: str = option("nonsaturating", "JSD term: nonsaturating, or saturating (Eq. 3)")
-    leave_out: bool = option(True, "leave a minibatch image's own lagging codes out of p_e")
+    leave_out: bool = option(False, "leave a minibatch image's own lagging codes out of p_e")
 
     def __post_init__(self) -> None:
         super().__post_init__()

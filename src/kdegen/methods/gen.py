@@ -52,9 +52,9 @@ lambda = 0.04, ``--lag reencode``, 12,000 steps, one model): covariance eigenval
 0.53-0.78 (0.30-0.48 with the own kernel kept, after 6,000 steps) and a whitened entropy
 of 1,000 codes of 11.46 nats (11.31, the mean of five models, with it kept; N(0, I)
 samples: 11.71); gen-entropy uses it. It is off by default because its masking costs
-about 0.2x of an ``ae`` step at m = 4,000 (gen_step: 1.3x against 1.5x, measured side by
-side), mostly Python overhead of the index bookkeeping, which the 1.3x target of a GEN
-step does not leave room for.
+0.15-0.2x of an ``ae`` step at m = 4,000 (gen_step medians: 1.26x without, 1.41x with,
+on an idle machine), mostly Python overhead of the index bookkeeping, which the 1.3x
+target of a GEN step does not leave room for.
 
 Semi-supervision (Sec. 5.4): with ``--labeled N`` and a mixture target, the labelled
 examples' term uses their own class's component as p_t, which pulls them to that mode.

@@ -392,15 +392,14 @@ def softmax_mean_points(
 
 
 def _equal_pairs_by_tile(
-    query_ids: Tensor, point_ids: Tensor, block: int
+    query_ids: Tensor, sorted_ids: Tensor, order: Tensor, block: int
 ) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
     """The (row, column) pairs of equal ids, split by column tile of width ``block``.
 
-    Found by sorting the point ids and searching each query id in them (no r x m
-    comparison), so that masking them costs each tile an index write of its few pairs
-    rather than a pass over its r x c entries.
+    Found by searching each query id in the sorted point ids (``sorted_ids``, with
+    ``order`` their positions; no r x m comparison), so that masking them costs each tile
+    an index write of its few pairs rather than a pass over its r x c entries.
     """
-    sorted_ids, order = point_ids.sort()
     first = torch.searchsorted(sorted_ids, query_ids)
     counts = torch.searchsorted(sorted_ids, query_ids, right=True) - first  # (r,)
     rows = torch.repeat_interleave(torch.arange(len(query_ids), device=query_ids.device), counts)
@@ -408,7 +407,7 @@ def _equal_pairs_by_tile(
     rank = torch.arange(len(rows), device=rows.device) - starts[rows]  # 0, 1, ... per row
     cols = order[first[rows] + rank]
     tiles = cols // block
-    per_tile = torch.bincount(tiles, minlength=-(-point_ids.shape[0] // block)).tolist()
+    per_tile = torch.bincount(tiles, minlength=-(-order.shape[0] // block)).tolist()
     by_tile = tiles.argsort()
     return rows[by_tile].split(per_tile), cols[by_tile].split(per_tile)
 
@@ -434,12 +433,15 @@ def logsumexp_and_softmax_mean(
     q_all, p_all = query - centre, points - centre
     out = torch.empty_like(q_all)
     lse = torch.empty(query.shape[0], dtype=q_all.dtype, device=q_all.device)
+    sorted_ids = None if ids is None else ids[1].sort()  # once, for every row block
     for i0, i1 in _spans(query.shape[0], block):
         q = q_all[i0:i1]
         run_max = torch.full((i1 - i0,), -torch.inf, dtype=q.dtype, device=q.device)
         mass = torch.zeros_like(run_max)  # sum_j exp(u_ij - max): (r,)
         moment = torch.zeros_like(q)  # sum_j exp(u_ij - max) p_j: (r, d)
-        pairs = None if ids is None else _equal_pairs_by_tile(ids[0][i0:i1], ids[1], block)
+        pairs = None
+        if ids is not None and sorted_ids is not None:
+            pairs = _equal_pairs_by_tile(ids[0][i0:i1], *sorted_ids, block)
         for k, (j0, j1) in enumerate(_spans(points.shape[0], block)):
             u = sq_dists(q, p_all[j0:j1]).mul_(-scale)  # (r, c)
             if pairs is not None:

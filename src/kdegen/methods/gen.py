@@ -226,10 +226,11 @@ def own_kernel_log_prob(z: Tensor, centres: Tensor, bandwidth: float, own: Tenso
 
 def own_positions(query_ids: Tensor, centre_ids: Tensor) -> Tensor:
     """For each query id, the position of a centre with that id (the last), else -1."""
-    size = int(max(int(query_ids.max()), int(centre_ids.max()))) + 1
+    size = max(int(query_ids.max()), int(centre_ids.max())) + 1
     where = torch.full((size,), -1, dtype=torch.long, device=centre_ids.device)
     known = centre_ids >= 0
-    where[centre_ids[known]] = torch.arange(len(centre_ids), device=centre_ids.device)[known]
+    positions = torch.arange(len(centre_ids), device=centre_ids.device)[known]
+    where.scatter_reduce_(0, centre_ids[known], positions, reduce="amax")  # the last, always
     return where[query_ids.clamp(min=0)].masked_fill(query_ids < 0, -1)
 
 

@@ -67,4 +67,5 @@ def test_tiny_mode_recovery_on_mnist1000(tmp_path: Path, monkeypatch: pytest.Mon
     assert compared == set(mode_recovery.METHODS_COMPARED)
     assert (tmp_path / "kdegan-after-restriction.png").is_file()
     with pytest.raises(UsageError, match="mnist1000 or digits1000"):
-        run_experiment("mode-recovery", Settings(tmp_path, quick=True, data="mnist5k"))
+        run_experiment("mode-recovery", Settings(tmp_path / "new", quick=True, data="mnist5k"))
+    assert not (tmp_path / "new").exists()  # no empty output folder left behind

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from kdegen import distributed
 from kdegen.data import ImageData, load
+from kdegen.errors import UsageError
 from kdegen.evaluation.embed import Embedded, EmbedSettings, Reference, classifier_embedding
 from kdegen.registry import Registry
 
@@ -82,8 +83,14 @@ def experiment(name: str, description: str) -> Callable[
 def run_experiment(name: str, settings: Settings) -> Outcome:
     """Run the experiment ``name`` (unknown names: UsageError with suggestions)."""
     entry = EXPERIMENTS.get(name)
+    existed = settings.out.exists()
     settings.out.mkdir(parents=True, exist_ok=True)
-    return entry.run(settings)
+    try:
+        return entry.run(settings)
+    except UsageError:  # bad input leaves nothing behind: drop the folder made for it
+        if not existed and not any(settings.out.iterdir()):
+            settings.out.rmdir()
+        raise
 
 
 # ----- shared pieces -----------------------------------------------------------------

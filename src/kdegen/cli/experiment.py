@@ -22,12 +22,18 @@ def cmd_experiment(argv: list[str]) -> int:
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--device", default="auto", help="cpu, cuda, ... (default auto)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="models trained at once, one process each, where an experiment trains "
+                   "many independent ones (gen-entropy); default 1")  # fmt: skip
     args = p.parse_args(argv)
     EXPERIMENTS.get(args.name)
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
     out = Path(args.out or f"results/{args.name}")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder for the results")
-    settings = Settings(out, args.quick, args.data, args.seed, args.device, not args.no_progress)
+    settings = Settings(out, args.quick, args.data, args.seed, args.device, not args.no_progress,
+                        args.jobs)  # fmt: skip
     outcome = run_experiment(args.name, settings)
     print(outcome.summary)
     print(f"wrote {', '.join(str(f) for f in outcome.files)}")

@@ -29,6 +29,22 @@ from kdegen.experiments import (  # noqa: F401
     mode_recovery,
     modnet_augment,
 )
-from kdegen.experiments.base import EXPERIMENTS, Experiment, Outcome, Settings, run_experiment
+from kdegen.experiments.base import (
+    EXPERIMENTS,
+    Experiment,
+    Outcome,
+    Part,
+    Settings,
+    run_experiment,
+    run_parts,
+)
 
-__all__ = ["EXPERIMENTS", "Experiment", "Outcome", "Settings", "run_experiment"]
+__all__ = [
+    "EXPERIMENTS",
+    "Experiment",
+    "Outcome",
+    "Part",
+    "Settings",
+    "run_experiment",
+    "run_parts",
+]

@@ -3,6 +3,12 @@
 An experiment is a function ``(Settings) -> Outcome`` registered by name with
 :func:`experiment`; ``Settings.quick`` selects its small size. :func:`write_outputs`
 puts ``table.md``, ``results.json`` and the figure into ``Settings.out``.
+
+Experiments that train many independent models (gen-entropy's 15) hand them to
+:func:`run_parts`: each finished model's measurements are saved at once under
+``out/parts/`` (atomically), so an interrupted run restarted with the same settings
+redoes only the models it had not finished, and ``Settings.jobs`` trains several at a
+time, each in its own process.
 """
 
 from __future__ import annotations
@@ -10,14 +16,18 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
+from tqdm import tqdm  # type: ignore[import-untyped]
 
 from kdegen import distributed
 from kdegen.data import ImageData, load
@@ -37,6 +47,7 @@ class Settings:
         seed: seed of every random choice.
         device: cpu, cuda, ... or auto.
         progress: show progress bars.
+        jobs: independent parts (models) trained at once, each in its own process.
     """
 
     out: Path
@@ -45,6 +56,7 @@ class Settings:
     seed: int = 0
     device: str = "auto"
     progress: bool = True
+    jobs: int = 1
 
 
 @dataclass(frozen=True)
@@ -136,6 +148,97 @@ def _atomic_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     tmp.replace(path)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One independent unit of an experiment, e.g. one model trained and measured.
+
+    Attributes:
+        key: its name, unique in the experiment (the file ``out/parts/KEY.json``).
+        fn: a module-level function (it may run in another process) returning a dict of
+            JSON values.
+        args: the arguments of ``fn`` (picklable).
+        spec: JSON values that must match for a saved result to be reused (steps, seed,
+            config, data, ...).
+    """
+
+    key: str
+    fn: Callable[..., dict[str, Any]]
+    args: tuple[Any, ...]
+    spec: dict[str, Any]
+
+
+def _canonical(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=repr))
+
+
+def _saved_part(path: Path, spec: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(saved, dict) or saved.get("spec") != _canonical(spec):
+        return None
+    result = saved.get("result")
+    return result if isinstance(result, dict) else None
+
+
+def _worker_threads(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def run_parts(settings: Settings, parts: Sequence[Part], desc: str) -> dict[str, dict[str, Any]]:
+    """Run ``parts`` (reusing saved ones), ``settings.jobs`` at a time; results by key.
+
+    A part whose ``out/parts/KEY.json`` holds a result of the same spec is not run again;
+    every other part's result is written there as soon as it finishes. With ``jobs > 1``
+    the parts run in a pool of spawned processes, each with its share of torch's threads;
+    a part's result does not depend on which process ran it (its seed is in its args).
+    """
+    keys = [p.key for p in parts]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"run_parts: duplicate part keys in {keys}")
+    if settings.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {settings.jobs}")
+    folder = settings.out / "parts"
+    done: dict[str, dict[str, Any]] = {}
+    for p in parts:
+        saved = _saved_part(folder / f"{p.key}.json", p.spec)
+        if saved is not None:
+            done[p.key] = saved
+    if done:
+        print(f"{desc}: reusing {len(done)} of {len(parts)} finished parts in {folder}",
+              file=sys.stderr)  # fmt: skip
+    todo = [p for p in parts if p.key not in done]
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def finish(p: Part, result: dict[str, Any]) -> None:
+        record = {"spec": _canonical(p.spec), "result": _canonical(result)}
+        _atomic_text(folder / f"{p.key}.json", json.dumps(record, indent=1) + "\n")
+        done[p.key] = record["result"]
+
+    bar = tqdm(total=len(todo), desc=desc, unit="part", disable=not settings.progress)
+    with bar:
+        if settings.jobs == 1 or len(todo) <= 1:
+            for p in todo:
+                finish(p, p.fn(*p.args))
+                bar.update()
+        else:
+            workers = min(settings.jobs, len(todo))
+            threads = max(1, torch.get_num_threads() // workers)
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(workers, context, _worker_threads, (threads,)) as pool:
+                futures = {pool.submit(p.fn, *p.args): p for p in todo}
+                try:
+                    for future in as_completed(futures):
+                        finish(futures[future], future.result())
+                        bar.update()
+                except BaseException:  # a failed part stops the rest (finished ones stay)
+                    for future in futures:
+                        future.cancel()
+                    raise
+    return {k: done[k] for k in keys}
 
 
 def write_outputs(settings: Settings, title: str, rows: list[dict[str, Any]], summary: str,

@@ -34,7 +34,15 @@ import torch
 
 from kdegen.data import load
 from kdegen.experiments.autoencoders import fit_autoencoder, whiten
-from kdegen.experiments.base import Outcome, Settings, experiment, new_figure, write_outputs
+from kdegen.experiments.base import (
+    Outcome,
+    Part,
+    Settings,
+    experiment,
+    new_figure,
+    run_parts,
+    write_outputs,
+)
 from kdegen.methods.aae import AAEConfig
 from kdegen.methods.gen import GENConfig
 from kdegen.methods.vae import VAEConfig
@@ -122,26 +130,38 @@ def _summary(rows: list[dict[str, Any]], sizes: tuple[int, ...]) -> tuple[str, d
     return text, findings
 
 
+def _measure(method: str, config: Any, seed: int, steps: int, data: str,
+             sizes: tuple[int, ...], progress: bool) -> dict[str, Any]:  # fmt: skip
+    """Train one model and measure its code entropies and test reconstruction MSE."""
+    train, test = load(data, "train"), load(data, "test")
+    model = fit_autoencoder(method, config, train.images, None, steps, seed, progress=progress)
+    with torch.no_grad():
+        codes = model.encode(torch.cat([train.images, test.images]))
+        recon = model.D(model.encode(test.images))
+    # pixels in [-1, 1]: a quarter of the MSE is the MSE on [0, 1]
+    mse = float((recon - test.images).pow(2).mean()) / 4
+    return {"entropies": _entropies(codes, sizes, seed), "recon_mse": mse}
+
+
 @experiment("gen-entropy", "GENs Table 2: entropy of whitened codes of GEN, VAE, AAE vs N(0, I)")
 def gen_entropy(settings: Settings) -> Outcome:
     """Train GEN, VAE and AAE several times and compare code entropies (see the module)."""
     size = QUICK if settings.quick else FULL
     name = settings.data or "mnist5k"
-    train, test = load(name, "train"), load(name, "test")
-    images = torch.cat([train.images, test.images])
-    sizes = tuple(n for n in size.sizes if n <= len(images)) or (len(images),)
+    total = len(load(name, "train")) + len(load(name, "test"))
+    sizes = tuple(n for n in size.sizes if n <= total) or (total,)
+    parts = [Part(f"{method}-{settings.seed + k}", _measure,
+                  (method, config, settings.seed + k, size.steps, name, sizes,
+                   settings.progress and settings.jobs == 1),
+                  {"method": method, "config": repr(config), "seed": settings.seed + k,
+                   "steps": size.steps, "data": name, "sizes": sizes})
+             for method, config in CONFIGS.items() for k in range(size.models)]  # fmt: skip
+    results = run_parts(settings, parts, "gen-entropy models")
     rows = []
-    for method, config in CONFIGS.items():
-        values, mse = [], []
-        for k in range(size.models):
-            model = fit_autoencoder(method, config, train.images, None, size.steps,
-                                    settings.seed + k, progress=settings.progress)  # fmt: skip
-            codes = model.encode(images)
-            values.append(_entropies(codes, sizes, settings.seed + k))
-            with torch.no_grad():  # pixels in [-1, 1]: a quarter of the MSE is on [0, 1]
-                recon = model.D(model.encode(test.images))
-                mse.append(float((recon - test.images).pow(2).mean()) / 4)
-        rows.append({**_row(method, values, sizes), "recon_mse": statistics.fmean(mse)})
+    for method in CONFIGS:
+        mine = [results[f"{method}-{settings.seed + k}"] for k in range(size.models)]
+        rows.append({**_row(method, [r["entropies"] for r in mine], sizes),
+                     "recon_mse": statistics.fmean(r["recon_mse"] for r in mine)})  # fmt: skip
     g = torch.Generator().manual_seed(settings.seed)
     normal = [_entropies(torch.randn(max(sizes), LATENT, generator=g), sizes, settings.seed + k)
               for k in range(max(size.models, 5))]  # fmt: skip

@@ -367,7 +367,7 @@ def softmax_mean_sqdist(
             u = d2 * -scale
             if exclude_self and j0 < i1 and i0 < j1:
                 _fill_diagonal(u, i0, j0, -torch.inf)
-            new_max = torch.maximum(run_max, u.max(1).values)
+            new_max = torch.maximum(run_max, u.amax(1))
             safe = torch.where(torch.isfinite(new_max), new_max, torch.zeros_like(new_max))
             decay = torch.exp(run_max - safe)
             w = u.sub_(safe[:, None]).exp_()
@@ -446,7 +446,7 @@ def logsumexp_and_softmax_mean(
             u = sq_dists(q, p_all[j0:j1]).mul_(-scale)  # (r, c)
             if pairs is not None:
                 u[pairs[0][k], pairs[1][k] - j0] = -torch.inf
-            new_max = torch.maximum(run_max, u.max(1).values)
+            new_max = torch.maximum(run_max, u.amax(1))
             shift = torch.where(new_max.isfinite(), new_max, torch.zeros_like(new_max))
             decay = torch.exp(run_max - shift)  # run_max = -inf at first: decay 0
             w = u.sub_(shift[:, None]).exp_()

@@ -27,8 +27,6 @@ def cmd_experiment(argv: list[str]) -> int:
                    "many independent ones (gen-entropy); default 1")  # fmt: skip
     args = p.parse_args(argv)
     EXPERIMENTS.get(args.name)
-    if args.jobs < 1:
-        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
     out = Path(args.out or f"results/{args.name}")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder for the results")

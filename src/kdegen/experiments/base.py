@@ -58,6 +58,10 @@ class Settings:
     progress: bool = True
     jobs: int = 1
 
+    def __post_init__(self) -> None:
+        if self.jobs < 1:
+            raise UsageError(f"--jobs must be at least 1, got {self.jobs}")
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -199,8 +203,6 @@ def run_parts(settings: Settings, parts: Sequence[Part], desc: str) -> dict[str,
     keys = [p.key for p in parts]
     if len(set(keys)) != len(keys):
         raise ValueError(f"run_parts: duplicate part keys in {keys}")
-    if settings.jobs < 1:
-        raise UsageError(f"--jobs must be at least 1, got {settings.jobs}")
     folder = settings.out / "parts"
     done: dict[str, dict[str, Any]] = {}
     for p in parts:

@@ -67,9 +67,13 @@ def options(spec: DataSpec, **kw: Any) -> dict[str, Any]:
 
 
 def make(name: str, spec: DataSpec, seed: int = 0, **kw: Any) -> Method:
+    """The method, bound (as the trainer does) to a training set of ``spec.size`` examples."""
     torch.manual_seed(seed)
     cls = METHODS.get(name)
-    return cls(cls.Config(**options(spec, **kw)), spec, CPU)
+    method: Method = cls(cls.Config(**options(spec, **kw)), spec, CPU)
+    data = torch.randn(spec.size, *spec.shape, generator=torch.Generator().manual_seed(9))
+    method.bind_data(data.clamp(-1, 1) if spec.is_image else data, None)
+    return method
 
 
 def batch_for(method: Method, spec: DataSpec, seed: int = 1) -> Batch:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -13,65 +14,117 @@ from kdegen import runs
 from kdegen.cli import main
 from kdegen.config import RunConfig, TrainConfig
 from kdegen.methods import Batch, DataSpec
-from kdegen.methods.kdegan import KDEGAN, KDEGANConfig
-from kdegen.priors import KDE
+from kdegen.methods.kdegan import KDEGAN, KDEGANConfig, KDEGANWarning
+from kdegen.priors import KDE, spread
 from kdegen.rundir import RunDir
 
 SPEC = DataSpec((2,), None, 40)
+CPU = torch.device("cpu")
 
 
 def small(**kw: object) -> KDEGANConfig:
     return KDEGANConfig(latent=3, hidden=16, layers=2, **kw)  # type: ignore[arg-type]
 
 
-def test_step_reverses_the_batch_and_draws_noise_from_the_kde() -> None:
-    torch.manual_seed(0)
-    gan = KDEGAN(small(rev_steps=2), SPEC, torch.device("cpu"))
+def bound(config: KDEGANConfig, n: int = 40, seed: int = 0) -> tuple[KDEGAN, torch.Tensor]:
+    """A kdegan with ``seed``'s networks bound to n fixed points."""
+    torch.manual_seed(seed)
+    gan = KDEGAN(config, DataSpec((2,), None, n), CPU)
+    data = torch.randn(n, 2, generator=torch.Generator().manual_seed(0))
+    gan.bind_data(data, None)
+    return gan, data
+
+
+def test_step_refreshes_bank_codes_and_draws_noise_from_the_kde() -> None:
+    gan, data = bound(small(bank_size=16, rev_batch=4, rev_steps=2))
+    assert len(gan.bank) == 16  # 16 of the 40 examples
     before = [p.detach().clone() for p in gan.G.parameters() if p.dim() > 1]
-    x, index = torch.randn(8, 2), torch.arange(8, 16)
     start = gan.bank.codes.clone()
-    losses = gan.train_step(Batch(x, None, index))
+    losses = gan.train_step(Batch(data[:8], None, torch.arange(8)))
     assert all(np.isfinite(float(v)) for v in losses.values())
-    assert losses["rev_steps"] == 2.0 and "rev_loss" in losses
-    assert not torch.equal(gan.bank.codes[index], start[index])  # the batch's codes moved
-    assert torch.equal(gan.bank.codes[:8], start[:8])  # the others did not
-    assert gan.bank.visits[index].tolist() == [1] * 8 and gan.bank.steps[index].tolist() == [2] * 8
-    assert isinstance(gan.kde, KDE) and len(gan.kde.codes) == 8  # type: ignore[arg-type]
+    assert losses["rev_steps"] == 2.0 and {"rev_loss", "info_ratio", "kde_bandwidth"} <= set(losses)
+    moved = (gan.bank.codes != start).any(1)
+    assert int(moved.sum()) == 4 and gan.bank.visits.sum() == 4  # one refresh of 4 codes
+    assert gan.bank.steps[moved].tolist() == [2] * 4
+    # the KDE holds every bank code (prior draws count from the start), h = 0.3 x spread
+    assert isinstance(gan.kde, KDE) and gan.kde.codes is not None and len(gan.kde.codes) == 16
+    assert gan.kde.bandwidth == pytest.approx(0.3 * spread(gan.kde.codes))
     after = [p for p in gan.G.parameters() if p.dim() > 1]
     assert all(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
     assert gan.prior_for_sampling() is gan.kde
+    for _ in range(3):  # the rotation goes on: after 4 refreshes every member was refreshed
+        gan.train_step(Batch(data[:8], None, torch.arange(8)))
+    assert gan.bank.visits.tolist() == [1] * 16
+
+
+def test_codes_become_reversals_of_their_examples() -> None:
+    """Trained on points the generator can reach, the bank's codes carry their examples:
+    the information ratio falls far below the 1 of arbitrary codes."""
+    gan, data = bound(small(bank_size=32, rev_batch=32, rev_steps=5, refit_every=1), n=32)
+    first = gan.information(torch.arange(32))
+    for _ in range(30):
+        gan.train_step(Batch(data, None, torch.arange(32)))
+    assert first > 0.8 and gan.information(torch.arange(32)) < 0.5 * first
 
 
 def test_warm_start_continues_and_cold_start_restarts() -> None:
-    torch.manual_seed(0)
-    warm = KDEGAN(small(rev_steps=3), SPEC, torch.device("cpu"))
-    cold = KDEGAN(small(rev_steps=3, warm_start=False), SPEC, torch.device("cpu"))
-    x, index = torch.randn(6, 2), torch.arange(6)
+    warm, _ = bound(small(bank_size=6, rev_batch=6, rev_steps=3))
+    cold, _ = bound(small(bank_size=6, rev_batch=6, rev_steps=3, warm_start=False,
+                          rev_init="normal", rev_init_std=1e-4))  # fmt: skip
     for gan in (warm, cold):
-        gan.reverse(x, index)
-        gan.reverse(x, index)
-    assert warm.bank.steps[:6].tolist() == [6] * 6 and cold.bank.steps[:6].tolist() == [6] * 6
+        gan.reverse()
+        gan.reverse()
+    assert warm.bank.steps.tolist() == [6] * 6 and cold.bank.steps.tolist() == [6] * 6
     # a cold start ends near where 3 steps from tiny codes end; a warm one went further
-    assert warm.bank.codes[:6].norm() > cold.bank.codes[:6].norm()
+    assert warm.bank.codes.norm() > cold.bank.codes.norm()
+
+
+def test_paper_preset_is_the_papers_scheme() -> None:
+    """Cold starts of std 1e-4, SGD at lr 1, Claim 4's test against samples of the
+    current KDE, the KDE fitted on this iteration's codes alone."""
+    config = small(**{k: v for k, v in KDEGAN.presets["paper"].items() if k != "rev_batch"},
+                   rev_batch=8)  # fmt: skip
+    gan, data = bound(config)
+    assert len(gan.bank) == 40 and len(gan.bank.usable()) == 0  # tiny codes are not used
+    losses = gan.train_step(Batch(data[:8], None, torch.arange(8)))
+    assert 1 <= losses["rev_steps"] <= 50
+    assert gan.kde is not None and gan.kde.codes is not None and len(gan.kde.codes) == 8
+    gan.train_step(Batch(data[:8], None, torch.arange(8)))
+    assert gan.kde.codes is not None and len(gan.kde.codes) == 8  # the window is one iteration
+
+
+def test_warns_once_when_codes_carry_nothing() -> None:
+    """A reversal that cannot keep up (a tiny step, no growth) leaves the ratio near 1."""
+    gan, data = bound(small(bank_size=8, rev_batch=8, rev_optimizer="sgd", rev_lr=1e-9,
+                            refit_every=1), n=8)  # fmt: skip
+    with pytest.warns(KDEGANWarning, match="carry little information") as caught:
+        for _ in range(4):
+            gan.train_step(Batch(data, None, torch.arange(8)))
+    assert len(caught) == 1
 
 
 def test_state_round_trip() -> None:
-    torch.manual_seed(0)
-    a = KDEGAN(small(), SPEC, torch.device("cpu"))
-    a.train_step(Batch(torch.randn(8, 2), None, torch.arange(8)))
-    b = KDEGAN(small(), SPEC, torch.device("cpu"))
-    b.load_state_dict(a.state_dict())
+    a, data = bound(small(bank_size=10, rev_batch=4))
+    for _ in range(3):
+        a.train_step(Batch(data[:8], None, torch.arange(8)))
+    b, _ = bound(small(bank_size=10, rev_batch=4), seed=1)
+    b.load_state_dict(copy.deepcopy(a.state_dict()))  # as from disk: no shared tensors
     assert torch.equal(a.bank.codes, b.bank.codes) and b.kde is not None and a.kde is not None
     assert b.kde.bandwidth == a.kde.bandwidth
     g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
     assert torch.equal(a.sample(5, g1), b.sample(5, g2))
+    torch.manual_seed(3)
+    la = a.train_step(Batch(data[:8], None, torch.arange(8)))
+    torch.manual_seed(3)
+    lb = b.train_step(Batch(data[:8], None, torch.arange(8)))
+    assert {k: float(v) for k, v in la.items()} == {k: float(v) for k, v in lb.items()}
 
 
 def test_resume_is_exact(tmp_path: Path) -> None:
     def config(steps: int) -> RunConfig:
         train = TrainConfig(data="ring8:n=400", steps=steps, batch_size=32, log_every=4,
                             checkpoint_every=100, sample_every=100, seed=2)  # fmt: skip
-        return RunConfig("kdegan", small(refit_every=3, rev_stop="mmd", rev_steps=4), train)
+        return RunConfig("kdegan", small(refit_every=3, bank_size=64, rev_batch=16), train)
 
     runs.start(config(24), tmp_path / "full", progress=False)
     runs.start(config(10), tmp_path / "part", progress=False)

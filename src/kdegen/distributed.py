@@ -77,6 +77,11 @@ def world_size() -> int:
     return dist.get_world_size() if dist.is_initialized() else 1
 
 
+def rank() -> int:
+    """This process's rank (0 without a process group)."""
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
 def average_gradients(params: Iterable[nn.Parameter]) -> None:
     """Replace each gradient by its mean over processes (no-op when alone).
 

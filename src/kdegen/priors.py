@@ -98,23 +98,42 @@ class Uniform:
         return f"Uniform(dim={self.dim})"
 
 
-BANDWIDTH_RULES = ("scott", "silverman", "ml")
+BANDWIDTH_RULES = ("std", "scott", "silverman", "ml")
 
 
 def parse_bandwidth(value: float | str) -> float | str:
-    """A positive number, a numeric string, or one of :data:`BANDWIDTH_RULES`."""
+    """A positive number, or a rule ``[factor*]name`` with a name of :data:`BANDWIDTH_RULES`.
+
+    ``0.3*std`` is 0.3 times the codes' spread (sqrt of the mean per-dimension variance),
+    ``0.5*scott`` half Scott's bandwidth. Numeric strings become numbers.
+    """
     if isinstance(value, str):
-        if value in BANDWIDTH_RULES:
-            return value
-        try:
-            value = float(value)
-        except ValueError:
-            raise UsageError(
-                f"bandwidth {value!r} is neither a number nor one of {', '.join(BANDWIDTH_RULES)}"
-            ) from None
-    if not (isinstance(value, int | float) and value > 0 and math.isfinite(value)):
-        raise UsageError(f"the KDE bandwidth must be positive, got {value}")
-    return float(value)
+        text = value.strip()
+        factor, _, name = text.rpartition("*")
+        if name.strip() in BANDWIDTH_RULES:
+            if factor:
+                _positive(_number(factor, text), text)
+            return text.replace(" ", "")
+        value = _number(text, text)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise UsageError(f"the KDE bandwidth must be a number or a rule, got {value!r}")
+    return _positive(float(value), value)
+
+
+def _number(text: str, whole: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise UsageError(
+            f"bandwidth {whole!r} is neither a number nor a rule [factor*]name with a name of "
+            f"{', '.join(BANDWIDTH_RULES)} (e.g. 0.3*std)"
+        ) from None
+
+
+def _positive(value: float, shown: object) -> float:
+    if not (value > 0 and math.isfinite(value)):
+        raise UsageError(f"the KDE bandwidth must be positive and finite, got {shown}")
+    return value
 
 
 def spread(codes: Tensor) -> float:
@@ -123,21 +142,27 @@ def spread(codes: Tensor) -> float:
 
 
 def select_bandwidth(codes: Tensor, rule: float | str, block: int = 2048) -> float:
-    """The KDE bandwidth h for ``codes`` (n, d) by ``rule``.
+    """The KDE bandwidth h for ``codes`` (n, d) by ``rule`` (a number is returned as it is).
 
-    ``scott``: sigma n^(-1/(d+4)); ``silverman``: sigma (n (d+2) / 4)^(-1/(d+4)), with sigma
-    the codes' spread (an isotropic kernel needs one scale); ``ml``: the leave-one-out
-    maximum-likelihood fixed point h^2 <- sum_i sum_{j!=i} w_ij ||z_i - z_j||^2 / (d n),
-    w_ij the kernel weights of row i normalised over j != i (GENs supplement, Eq. 5).
+    ``std``: sigma, the codes' spread; ``scott``: sigma n^(-1/(d+4)); ``silverman``:
+    sigma (n (d+2) / 4)^(-1/(d+4)) (an isotropic kernel needs one scale); ``ml``: the
+    leave-one-out maximum-likelihood fixed point h^2 <- sum_i sum_{j!=i} w_ij ||z_i -
+    z_j||^2 / (d n), w_ij the kernel weights of row i normalised over j != i (GENs
+    supplement, Eq. 5). ``f*rule`` multiplies the rule's h by f.
     """
     rule = parse_bandwidth(rule)
     if isinstance(rule, float):
         return rule
+    factor, _, name = rule.rpartition("*")
+    if factor:
+        return float(factor) * select_bandwidth(codes, name, block)
     n, d = codes.shape
     sigma = spread(codes) or 1.0
-    if rule == "scott":
+    if name == "std":
+        return sigma
+    if name == "scott":
         return sigma * n ** (-1.0 / (d + 4))
-    if rule == "silverman":
+    if name == "silverman":
         return sigma * (n * (d + 2) / 4.0) ** (-1.0 / (d + 4))
     if n < 2:
         raise UsageError("the ml bandwidth needs at least 2 codes")

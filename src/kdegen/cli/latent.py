@@ -16,7 +16,7 @@ from kdegen.config import RunConfig, replace
 from kdegen.data import load
 from kdegen.errors import UsageError
 from kdegen.images import save_grid
-from kdegen.reversal import INITS, LOSSES, PAPER_MMD_BANDWIDTH, STOPS
+from kdegen.reversal import INITS, LOSSES, OPTIMIZERS, STOPS
 
 
 def reversal_flags(p: argparse.ArgumentParser) -> None:
@@ -29,16 +29,19 @@ def reversal_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("reversal (Algorithm 1)")
     g.add_argument("--steps", type=int, default=200, help="steps, or the cap (default 200)")
     g.add_argument("--stop", choices=STOPS, default="steps", help="stop rule (default steps)")
-    g.add_argument("--lr", type=float, default=0.1, help="step size (default 0.1)")
-    g.add_argument("--optimizer", choices=("sgd", "adam"), default="adam", help="(default adam)")
+    g.add_argument("--lr", type=float, default=0.2,
+                   help="step size; normalized: the first step length (default 0.2)")  # fmt: skip
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default="normalized",
+                   help="step rule (default normalized)")  # fmt: skip
     g.add_argument("--init", choices=INITS, default="prior",
                    help="initial codes: the run's prior, normal (init std) or zeros")  # fmt: skip
     g.add_argument("--init-std", type=float, default=1e-4, help="std of normal init codes")
     g.add_argument("--loss", choices=tuple(LOSSES), default="l2", help="(default l2)")
+    g.add_argument("--l2", type=float, default=0.0, help="weight of l2/2 ||z||^2 (default 0)")
     g.add_argument("--tol", type=float, default=1e-4, help="loss or MMD^2 threshold")
     g.add_argument("--level", type=float, default=None, help="MMD permutation-test level")
-    g.add_argument("--mmd-bandwidth", type=float, default=PAPER_MMD_BANDWIDTH,
-                   help="kernel bandwidth h of the MMD rule")  # fmt: skip
+    g.add_argument("--mmd-bandwidth", type=float, default=None,
+                   help="kernel width h of the MMD rule (default: median heuristic)")  # fmt: skip
     g.add_argument("--batch-size", type=int, default=256, help="examples per reversal batch")
 
 
@@ -47,7 +50,7 @@ def invert_options(args: argparse.Namespace, method: Any) -> dict[str, Any]:
     return dict(
         steps=args.steps, lr=args.lr, optimizer=args.optimizer, init=args.init,
         init_std=args.init_std, loss=args.loss, stop=args.stop, tol=args.tol, level=args.level,
-        mmd_bandwidth=args.mmd_bandwidth, prior=method.prior_for_sampling(),
+        mmd_bandwidth=args.mmd_bandwidth, prior=method.prior_for_sampling(), l2=args.l2,
     )  # fmt: skip
 
 

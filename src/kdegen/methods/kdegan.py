@@ -1,19 +1,32 @@
 """KDE-GAN: GAN training driven by a kernel density estimate of the data's own codes.
 
-Generator Reversal, Algorithm 2: every iteration reverses the real minibatch through the
-current generator (Algorithm 1), estimates the latent distribution P_z of the data by a
-KDE over the recovered codes (Sec. 3.2, optionally mixed with N(0, I)), and draws the
-noise of both the discriminator and the generator updates from it.
+Generator Reversal, Algorithm 2: every iteration reverses real data through the current
+generator (Algorithm 1), estimates the latent distribution P_z of the data by a KDE over
+the recovered codes (Sec. 3.2, optionally mixed with N(0, I)), and draws the noise of
+both the discriminator and the generator updates from it.
 
-kdegen keeps the codes in a :class:`kdegen.reversal.CodeBank`, one per training example,
-and by default continues each example's reversal from its stored code for a step or two
-per visit (``warm_start``), so the reversal work accumulates across epochs instead of
-being redone from scratch; ``--no-warm-start --rev-stop mmd`` is the paper's scheme.
-Until enough codes exist the noise comes from the plain prior.
+kdegen's default is the scheme that measured best (``docs`` of the learning-speed
+experiment and the README give the figures): a :class:`kdegen.codebank.CodeBank` of 512
+training examples whose codes start as N(0, I) draws; each iteration continues the
+reversal of the next 64 of them by one normalized step (:mod:`kdegen.reversal`) with a
+small l2 term (Proposition 1's regulariser), so every code was refreshed within the last
+8 iterations; every 10 iterations the KDE is refitted over the bank with a bandwidth of
+0.3 times the codes' spread. ``--preset paper`` is the paper's scheme instead: every
+iteration reverses a minibatch from codes of std 1e-4 by plain gradient descent (lr 1)
+until Claim 4's MMD test tells its codes from those of samples G made from the current
+KDE (cap 50 steps), and the KDE is fitted to that minibatch's codes alone.
+
+Watching it: each refit measures, on up to 128 of the codes it is fitted on, the mean
+reconstruction loss of each code against its own example over the loss against another
+example's (``info_ratio``; 1 means the codes say nothing of the data, and the "KDE of
+the data's codes" is a KDE of arbitrary points); it is logged with the KDE's bandwidth
+and spread, and a warning is given once if it stays above 0.8 after a full rotation.
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -21,47 +34,61 @@ import torch
 from torch import Tensor
 
 from kdegen import distributed
+from kdegen.codebank import CodeBank
 from kdegen.config import option
 from kdegen.errors import UsageError
 from kdegen.methods.base import METHODS, Batch, DataSpec, Losses
 from kdegen.methods.gan import GAN, GANConfig
-from kdegen.priors import KDE, Prior, parse_bandwidth
-from kdegen.reversal import INITS, PAPER_MMD_BANDWIDTH, STOPS, CodeBank, invert
+from kdegen.priors import KDE, Prior, parse_bandwidth, spread
+from kdegen.reversal import INITS, LOSSES, OPTIMIZERS, STOPS, Reversal, check_options, frozen
+
+INFO_SUBSET = 128  # codes the information ratio is measured on at each refit
+INFO_WARNING = 0.8  # a ratio above this after a full rotation: the codes carry little
+
+
+class KDEGANWarning(UserWarning):
+    """The code bank holds codes that say little about their examples."""
 
 
 @dataclass(frozen=True)
 class KDEGANConfig(GANConfig):
-    """Options of ``kdegan``: those of ``gan`` plus the reversal and the KDE prior."""
+    """Options of ``kdegan``: those of ``gan`` plus the reversal, the bank and the KDE."""
 
-    warm_start: bool = option(True, "continue each example's reversal from its stored code")
-    rev_steps: int = option(1, "reversal steps per iteration (the cap for loss/mmd stops)")
-    rev_stop: str = option("steps", "reversal stop rule: steps, loss or mmd (Claim 4)")
-    rev_lr: float = option(1.0, "reversal step size")
-    rev_optimizer: str = option("sgd", "reversal optimizer: sgd or adam")
-    rev_tol: float = option(1e-4, "loss or MMD^2 threshold of the stop rule")
-    rev_level: float = option(0.0, "if > 0, stop when an MMD permutation test rejects at it")
-    rev_bandwidth: float = option(PAPER_MMD_BANDWIDTH, "Gaussian kernel width of the MMD rule")
-    rev_init: str = option("normal", "initial codes: normal (init std), prior or zeros")
-    rev_init_std: float = option(1e-4, "std of the normal initial codes")
-    kde_bandwidth: str = option("scott", "KDE bandwidth: a number, scott, silverman or ml")
+    bank_size: int = option(512, "training examples whose codes the KDE is fitted on (0: all)")
+    rev_batch: int = option(64, "bank codes refreshed per iteration")
+    rev_steps: int = option(1, "reversal steps per refresh (the cap for --rev-stop loss/mmd)")
+    warm_start: bool = option(True, "continue each code's reversal where its last refresh ended")
+    rev_optimizer: str = option(
+        "normalized", "reversal step rule: normalized, adam or sgd", choices=OPTIMIZERS
+    )
+    rev_lr: float = option(0.2, "reversal step size (normalized: the first step length)")
+    rev_l2: float = option(0.02, "weight lambda of lambda/2 ||z||^2 in the reversal loss")
+    rev_stop: str = option("steps", "reversal stop rule: steps, loss or mmd", choices=STOPS)
+    rev_tol: float = option(1e-4, "loss threshold, or MMD^2 threshold without --rev-level")
+    rev_level: float = option(0.0, "MMD rule: stop when a permutation test rejects at it")
+    rev_bandwidth: float = option(0.0, "MMD rule's kernel width (0: median heuristic)")
+    rev_init: str = option("prior", "initial codes: prior, normal or zeros", choices=INITS)
+    rev_init_std: float = option(1e-4, "std of normal initial codes")
+    kde_bandwidth: str = option("0.3*std", "KDE bandwidth: a number or [f*]std|scott|silverman|ml")
+    kde_window: int = option(0, "fit the KDE to codes refreshed in the last N iterations (0: all)")
     background: float = option(0.0, "weight of N(0, I) mixed into the KDE prior")
     refit_every: int = option(10, "refit the KDE every N iterations")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         parse_bandwidth(self.kde_bandwidth)
-        if self.rev_stop not in STOPS:
-            raise UsageError(f"--rev-stop must be one of {', '.join(STOPS)}, got {self.rev_stop!r}")
-        if self.rev_init not in INITS:
-            raise UsageError(f"--rev-init must be one of {', '.join(INITS)}, got {self.rev_init!r}")
-        if self.rev_optimizer not in ("sgd", "adam"):
-            raise UsageError(f"--rev-optimizer must be sgd or adam, got {self.rev_optimizer!r}")
-        if self.rev_steps < 0 or self.refit_every < 1:
-            raise UsageError("--rev-steps must be >= 0 and --refit-every >= 1")
+        check_options(self.rev_steps, self.rev_lr, self.rev_stop, "l2", self.rev_level or None,
+                      self.rev_optimizer, self.rev_init, self.rev_l2,
+                      self.rev_bandwidth or None, self.rev_tol)  # fmt: skip
+        if self.bank_size < 0 or self.rev_batch < 1 or self.refit_every < 1 or self.kde_window < 0:
+            raise UsageError("--bank-size and --kde-window must be >= 0 (0: all), --rev-batch "
+                             "and --refit-every >= 1")  # fmt: skip
         if not 0.0 <= self.background <= 1.0:
             raise UsageError(f"--background must lie in [0, 1], got {self.background}")
-        if not (0.0 <= self.rev_level < 1.0 and self.rev_lr > 0 and self.rev_bandwidth > 0):
-            raise UsageError("--rev-level must lie in [0, 1); --rev-lr, --rev-bandwidth > 0")
+        if not 0.0 <= self.rev_level < 1.0:
+            raise UsageError(f"--rev-level must lie in [0, 1), got {self.rev_level}")
+        if not (self.rev_init_std > 0 and math.isfinite(self.rev_init_std)):
+            raise UsageError(f"--rev-init-std must be positive, got {self.rev_init_std}")
 
 
 @METHODS.register("kdegan")
@@ -71,22 +98,38 @@ class KDEGAN(GAN):
     Config = KDEGANConfig
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         **GAN.presets,
-        # the paper's scheme: cold start, reverse until the MMD rule fires (cap 50 steps)
-        "paper": {"warm_start": False, "rev_stop": "mmd", "rev_steps": 50},
-    }
+        # Algorithm 2 as printed, with the appendix's reversal: every iteration a minibatch
+        # from codes of std 1e-4, gradient descent at lr 1 until Claim 4's test rejects
+        # (cap 50), and the KDE fitted on that minibatch's codes
+        "paper": {
+            "bank_size": 0, "rev_batch": 64, "warm_start": False, "rev_optimizer": "sgd",
+            "rev_lr": 1.0, "rev_l2": 0.0, "rev_stop": "mmd", "rev_steps": 50,
+            "rev_level": 0.05, "rev_init": "normal", "rev_init_std": 1e-4,
+            "kde_bandwidth": "scott", "kde_window": 1, "refit_every": 1,
+        },
+    }  # fmt: skip
 
     def __init__(self, config: KDEGANConfig, spec: DataSpec, device: torch.device) -> None:
         super().__init__(config, spec, device)
         self.config: KDEGANConfig = self.config  # resolved by GAN.__init__
         if spec.size < 2:
             raise UsageError("kdegan needs a training set of at least 2 examples")
-        self.bank = CodeBank(spec.size, self.config.latent, config.rev_init, config.rev_init_std,
-                             seed=0, device=device)  # fmt: skip
+        c = self.config
+        self.bank = CodeBank.subset(spec.size, c.bank_size, c.latent, seed=0, init=c.rev_init,
+                                    init_std=c.rev_init_std, device=device,
+                                    step_length=c.rev_lr)  # fmt: skip
         self.kde: KDE | None = None
+        self.images: Tensor | None = None
         self._iteration = 0
+        self._info = math.nan  # running information ratio, for the one-time warning
+        self._warned = False
+        self._epoch = 0  # iterations in an epoch of the training set (known at the first step)
+
+    def bind_data(self, images: Tensor, labels: Tensor | None) -> None:
+        self.images = images
 
     def latent_codes(self) -> Tensor:
-        return self.bank.visited()
+        return self.bank.codes[self.bank.usable(self.config.kde_window, self._iteration)]
 
     def prior_for_sampling(self) -> Prior:
         return self.kde or self.prior
@@ -95,53 +138,97 @@ class KDEGAN(GAN):
         return self.prior_for_sampling().sample(n, generator)
 
     def train_step(self, batch: Batch) -> Losses:
-        if batch.index is None:
-            raise UsageError("kdegan needs the examples' indices in each batch")
-        reversal = self.reverse(batch.x, batch.index)
+        if self.images is None:
+            raise UsageError("kdegan needs its training set: call bind_data(images, labels)")
+        self._epoch = self._epoch or math.ceil(
+            self.spec.size / (len(batch.x) * distributed.world_size())
+        )
+        r = self.reverse()
+        stats: dict[str, float] = {"rev_loss": float(r.start_loss.mean())
+                                   if r.start_loss is not None else math.nan,
+                                   "rev_steps": float(r.steps_taken),
+                                   "rev_resets": float(r.resets)}  # fmt: skip
+        if r.state is not None and self.config.rev_optimizer == "normalized":
+            stats["rev_step_length"] = float(r.state.length.mean())
         if self._iteration % self.config.refit_every == 0:
-            self.refit()
+            stats.update(self.refit())
         self._iteration += 1
         losses = dict(super().train_step(batch))
-        losses["rev_loss"] = reversal[0]
-        losses["rev_steps"] = reversal[1]
+        losses.update({k: v for k, v in stats.items() if math.isfinite(v)})
         return losses
 
-    def reverse(self, x: Tensor, index: Tensor) -> tuple[float, float]:
-        """Refresh the bank's codes of this batch; returns (mean loss, steps taken)."""
+    def reverse(self) -> Reversal:
+        """Refresh the next ``rev_batch`` codes of the bank (split among the processes)."""
         c = self.config
-        kwargs: dict[str, Any] = dict(
-            steps=c.rev_steps, lr=c.rev_lr, optimizer=c.rev_optimizer, init=c.rev_init,
-            init_std=c.rev_init_std, stop=c.rev_stop, tol=c.rev_tol,
-            level=c.rev_level or None, mmd_bandwidth=c.rev_bandwidth, prior=self.prior,
-            reconstruct=False,
+        assert self.images is not None
+        slots = self.bank.next_slots(c.rev_batch)
+        mine = slots.tensor_split(distributed.world_size())[distributed.rank()]
+        r = self.bank.reverse(
+            self.G, self.images, mine, c.warm_start, steps=c.rev_steps, lr=c.rev_lr,
+            optimizer=c.rev_optimizer, init=c.rev_init, init_std=c.rev_init_std,
+            stop=c.rev_stop, tol=c.rev_tol, level=c.rev_level or None,
+            mmd_bandwidth=c.rev_bandwidth or None, prior=self.prior_for_sampling(), l2=c.rev_l2,
         )  # fmt: skip
-        if c.warm_start:
-            kwargs["init_codes"] = self.bank.codes[index]
-        r = invert(self.G, x, **kwargs)
-        self._store(index, r.codes, r.steps_taken, r.example_loss)
-        assert r.example_loss is not None
-        return float(r.example_loss.mean()), float(r.steps_taken)
+        self._store(mine, r)
+        return r
 
-    def _store(self, index: Tensor, codes: Tensor, steps: int, loss: Tensor | None) -> None:
-        """Write this process's new codes, and every other process's, into the bank."""
+    def _store(self, slots: Tensor, r: Reversal) -> None:
+        """Write this process's refreshed codes, and every other process's, into the bank."""
         if distributed.world_size() == 1:
-            self.bank.store(index, codes, steps, loss)
+            self.bank.store(slots, r, self._iteration)
             return
-        parts = distributed.gather_objects((index.cpu(), codes.cpu(), steps, loss.cpu()
-                                            if loss is not None else None))  # fmt: skip
-        for idx, z, s, lo in parts:
-            self.bank.store(idx.to(self.device), z.to(self.device), s, lo)
+        parts = distributed.gather_objects((slots.cpu(), _portable(r)))
+        for s, result in parts:
+            self.bank.store(s, result, self._iteration)
 
-    def refit(self) -> None:
-        """Fit the KDE prior to the codes of every example reversed so far."""
-        codes = self.bank.visited()
-        if len(codes) < 2:
-            return  # the plain prior drives the generator until codes exist
+    def refit(self) -> dict[str, float]:
+        """Fit the KDE prior to the usable bank codes; returns what it measured."""
+        usable = self.bank.usable(self.config.kde_window, self._iteration)
+        if len(usable) < 2:
+            return {}  # the plain prior drives the generator until codes exist
         c = self.config
-        self.kde = KDE(c.kde_bandwidth, c.background).fit(codes)  # visited() made a copy
+        codes = self.bank.codes[usable]
+        self.kde = KDE(c.kde_bandwidth, c.background).fit(codes.clone())
+        info = self.information(usable[:INFO_SUBSET])
+        self._watch(info)
+        return {"kde_bandwidth": self.kde.bandwidth, "kde_spread": spread(codes),
+                "info_ratio": info}  # fmt: skip
+
+    @torch.no_grad()
+    def information(self, slots: Tensor) -> float:
+        """Own-example over other-example reconstruction loss of the codes of ``slots``."""
+        assert self.images is not None
+        if len(slots) < 2:
+            return math.nan
+        x = self.images[self.bank.members[slots].to(self.images.device)]
+        with frozen(self.G):
+            out = self.G(self.bank.codes[slots])
+        own = LOSSES["l2"](out, x).mean()
+        other = LOSSES["l2"](out.roll(1, 0), x).mean()
+        return float(own / other) if float(other) > 0 else math.nan
+
+    def _watch(self, info: float) -> None:
+        """Warn once when the bank's codes still carry little after the first epoch (and
+        the first full rotation of the bank), judged by a running mean over refits."""
+        if not math.isfinite(info):
+            return
+        self._info = info if math.isnan(self._info) else 0.8 * self._info + 0.2 * info
+        rotation = math.ceil(len(self.bank) / self.config.rev_batch)
+        past = self._iteration > max(rotation, self._epoch)
+        if past and self._info > INFO_WARNING and not self._warned:
+            self._warned = True
+            warnings.warn(
+                f"kdegan: the bank's codes carry little information about their examples "
+                f"(info_ratio {self._info:.2f} > {INFO_WARNING} after {self._iteration} "
+                "iterations); the reversal is not keeping up: try --rev-steps 2 or a "
+                "smaller --bank-size",
+                KDEGANWarning,
+                stacklevel=2,
+            )
 
     def extra_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"bank": self.bank.state_dict(), "iteration": self._iteration}
+        state: dict[str, Any] = {"bank": self.bank.state_dict(), "iteration": self._iteration,
+                                 "info": self._info, "warned": self._warned}  # fmt: skip
         if self.kde is not None and self.kde.codes is not None:
             state["kde_codes"] = self.kde.codes
         return state
@@ -149,6 +236,17 @@ class KDEGAN(GAN):
     def load_extra_state(self, state: Any) -> None:
         self.bank.load_state_dict(state["bank"])
         self._iteration = int(state["iteration"])
+        self._info, self._warned = float(state["info"]), bool(state["warned"])
         if "kde_codes" in state:
             c = self.config
             self.kde = KDE(c.kde_bandwidth, c.background).fit(state["kde_codes"].to(self.device))
+
+
+def _portable(r: Reversal) -> Reversal:
+    """The parts of a reversal the bank stores, on the CPU (to send to other processes)."""
+    state = r.state
+    if state is not None:
+        state = type(state)(state.length.cpu(), state.direction.cpu())
+    loss = r.example_loss.cpu() if r.example_loss is not None else None
+    return Reversal(r.codes.cpu(), None, steps_taken=r.steps_taken, example_loss=loss,
+                    state=state)  # fmt: skip

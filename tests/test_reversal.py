@@ -105,6 +105,24 @@ def test_codes_do_not_depend_on_the_rest_of_the_batch(optimizer: str) -> None:
     torch.testing.assert_close(whole.codes[2:3], alone.codes, rtol=1e-5, atol=1e-6)
 
 
+def test_codes_restart_from_better_candidates() -> None:
+    """A code stuck far from its example jumps to a candidate that reconstructs it better
+    (the true code among them), and continues from there; the others stay."""
+    G = mlp(0)
+    z_star = torch.randn(6, 4, generator=torch.Generator().manual_seed(7))
+    x = G(z_star).detach()
+    start = z_star.clone()
+    start[:3] += 5.0  # three codes far off
+    candidates = torch.cat([z_star[:3] + 0.01, 10 * torch.ones(2, 4)])
+    r = invert(G, x, steps=3, init_codes=start, candidates=candidates)
+    assert r.restarts == 3
+    assert bool(((r.codes[:3] - z_star[:3]).norm(dim=1) < 0.05).all())
+    assert r.example_loss is not None and r.start_loss is not None
+    assert bool((r.example_loss[:3] < 0.01 * r.start_loss[:3]).all())
+    with pytest.raises(UsageError, match="candidates"):
+        invert(G, x, steps=1, candidates=torch.zeros(3, 5))
+
+
 def test_l2_term_pulls_codes_to_the_origin() -> None:
     """Proposition 1's regulariser: the MAP code under N(0, I) is nearer the origin."""
     G = mlp(0)

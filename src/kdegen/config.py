@@ -42,6 +42,12 @@ class TrainConfig:
     keep_checkpoints: int = option(2, "numbered checkpoints kept beside latest.pt (0: none)")
     grid_size: int = option(64, "images in each sample grid")
     device: str = option("auto", "cpu, cuda, cuda:N, mps, or auto (cuda when available)")
+    eval_every: int = option(0, "evaluate samples every N steps into metrics.jsonl (0: never)")
+    eval_metrics: str = option(
+        "auto",
+        "metrics of --eval-every (auto: inception_score,fid for images; see `kdegen metrics`)",
+    )
+    eval_n: int = option(2000, "samples drawn for each evaluation of --eval-every")
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "log_every", "sample_every", "checkpoint_every"):
@@ -53,6 +59,8 @@ class TrainConfig:
             raise UsageError(f"--keep-checkpoints must be >= 0, got {self.keep_checkpoints}")
         if self.grid_size < 1:
             raise UsageError(f"--grid-size must be at least 1, got {self.grid_size}")
+        if self.eval_every < 0 or self.eval_n < 2:
+            raise UsageError("--eval-every must be >= 0 (0: never) and --eval-n at least 2")
 
 
 def flag_name(field_name: str) -> str:

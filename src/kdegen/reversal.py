@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from kdegen import kernels
 from kdegen.errors import UsageError
 from kdegen.priors import Normal, Prior
 from kdegen.stats.mmd import mmd2, mmd_test
@@ -54,6 +55,11 @@ LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     # per example, summed over pixels, shape (B,): l(z) = 1/2 ||G(z) - x||^2 (Proposition 1)
     "l2": lambda out, x: 0.5 * (out - x).pow(2).flatten(1).sum(1),
     "l1": lambda out, x: (out - x).abs().flatten(1).sum(1),
+}
+# the same losses between every example (N) and every output (P), shape (N, P)
+PAIRWISE: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "l2": lambda out, x: 0.5 * kernels.sq_dists(x.flatten(1), out.flatten(1)),
+    "l1": lambda out, x: torch.cdist(x.flatten(1), out.flatten(1), p=1),
 }
 GROW, SHRINK = 1.2, 0.5  # step-length factors of the normalized rule
 MIN_STEP, MAX_STEP = 1e-6, 10.0  # bounds of a normalized step length
@@ -98,6 +104,7 @@ class Reversal:
         stopped_by: "steps", "loss" or "mmd".
         reference_codes: (M, k) codes of the reference batch (stop="mmd"), else None.
         resets: codes put back to their start because their loss was not finite.
+        restarts: codes that restarted from one of the ``candidates``.
         state: the normalized rule's step lengths and directions after the call.
     """
 
@@ -114,6 +121,7 @@ class Reversal:
     stopped_by: str = "steps"
     reference_codes: Tensor | None = None
     resets: int = 0
+    restarts: int = 0
     state: StepState | None = None
 
 
@@ -232,6 +240,7 @@ def invert(
     reconstruct: bool = True,
     l2: float = 0.0,
     state: StepState | None = None,
+    candidates: Tensor | None = None,
 ) -> Reversal:
     """Recover codes z with generator(z) ~ x by gradient descent on z (Algorithm 1).
 
@@ -264,6 +273,9 @@ def invert(
         l2: weight lambda of lambda/2 ||z||^2 added to each code's loss.
         state: step lengths and directions of the normalized rule to continue from
             (default: ``lr`` and none); the updated state is returned in the result.
+        candidates: (P, k) codes tried once at the start: a code whose objective is above
+            the best of them restarts from it (a global move that local descent cannot
+            make; the code bank passes a few prior draws).
 
     Returns:
         A :class:`Reversal`.
@@ -292,9 +304,11 @@ def invert(
             if state.length.shape != (len(x),) or state.direction.shape != (len(x), k):
                 raise UsageError(f"the step state must describe {len(x)} codes of dimension {k}")
             full.length[: len(x)], full.direction[: len(x)] = state.length, state.direction
-        problem = _Problem(generator, targets, len(x), LOSSES[loss], l2)
+        problem = _Problem(generator, targets, len(x), loss, l2)
         rule = _stop_rule(stop, tol, level, mmd_bandwidth, permutations)
-        return _descend(problem, z, steps, optimizer, lr, full, rule, reconstruct)
+        if candidates is not None and (candidates.dim() != 2 or candidates.shape[1] != k):
+            raise UsageError(f"candidates must have shape (P, {k}), got {tuple(candidates.shape)}")
+        return _descend(problem, z, steps, optimizer, lr, full, rule, reconstruct, candidates)
 
 
 def _generate(generator: nn.Module, prior: Prior, n: int, rng: torch.Generator | None) -> Tensor:
@@ -310,8 +324,12 @@ class _Problem:
     generator: nn.Module
     targets: Tensor
     n_real: int
-    loss_fn: Callable[[Tensor, Tensor], Tensor]
+    loss_name: str
     l2: float
+
+    @property
+    def loss_fn(self) -> Callable[[Tensor, Tensor], Tensor]:
+        return LOSSES[self.loss_name]
 
     def evaluate(
         self, z: Tensor, grad: bool = True, rows: Tensor | None = None
@@ -326,6 +344,14 @@ class _Problem:
             obj = rec + 0.5 * self.l2 * zz.pow(2).sum(1) if self.l2 else rec
         g = torch.autograd.grad(obj.sum(), zz)[0] if grad else torch.zeros_like(z)
         return obj.detach(), rec.detach(), g, out.detach()
+
+    def candidates(self, codes: Tensor) -> tuple[Tensor, Tensor]:
+        """(objective, reconstruction loss) of each of ``codes`` (P, k) for every row: (N, P)."""
+        with torch.no_grad():
+            out = self.generator(codes)
+            rec = PAIRWISE[self.loss_name](out, self.targets)
+            prior = 0.5 * self.l2 * codes.pow(2).sum(1) if self.l2 else torch.zeros(len(codes))
+        return rec + prior.to(rec)[None, :], rec
 
     def information(self, out: Tensor) -> float:
         """Mean loss of the data's codes against their own examples over the mean against
@@ -453,6 +479,21 @@ class _Descent:
         self.acc_z, self.acc_obj, self.acc_rec, self.g = self.z.detach().clone(), obj, rec, g
         return rec, out
 
+    def restart(self, candidates: Tensor, lr: float) -> Tensor:
+        """Move each code whose objective is above the best of ``candidates`` (P, k) to
+        that candidate, with a fresh step length; returns the mask of codes moved."""
+        obj, rec = self.problem.candidates(candidates)
+        best, pick = obj.min(1)
+        moved = best < self.acc_obj
+        if bool(moved.any()):
+            z = candidates[pick[moved]].to(self.z)
+            self.z.data[moved], self.acc_z[moved], self.start[moved] = z, z, z
+            self.acc_obj[moved] = best[moved]
+            self.acc_rec[moved] = rec[moved, pick[moved]]
+            self.g[moved] = 0  # no step from the new start in this evaluation's turn
+            self.state.length[moved], self.state.direction[moved] = lr, 0.0
+        return moved
+
     def step(self) -> None:
         """Move every code once (the next point is checked by the next evaluation)."""
         with torch.no_grad():
@@ -469,7 +510,7 @@ class _Descent:
 
 def _descend(
     problem: _Problem, z: Tensor, steps: int, optimizer: str, lr: float, state: StepState,
-    rule: _StopRule, reconstruct: bool,
+    rule: _StopRule, reconstruct: bool, candidates: Tensor | None = None,
 ) -> Reversal:  # fmt: skip
     """The descent loop shared by every stop rule and step rule."""
     n = problem.n_real
@@ -480,6 +521,8 @@ def _descend(
         if step == 0:
             result.start_loss = rec[:n].clone()
             result.start_information = problem.information(out)
+            if candidates is not None and len(candidates):
+                result.restarts = int(run.restart(candidates, lr)[:n].sum())
         if rule.before_step(run.acc_rec[:n]):
             result.stopped_by = "loss"
             break

@@ -23,7 +23,7 @@ from kdegen.training import Trainer
 
 # trainer fields a resumed run may change; anything else would make it another run
 RESUMABLE = ("steps", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints",
-             "grid_size", "device")  # fmt: skip
+             "grid_size", "device", "eval_every", "eval_metrics", "eval_n")  # fmt: skip
 
 
 def spec_of(data: ImageData) -> DataSpec:
@@ -76,10 +76,12 @@ def start(config: RunConfig, out: str | Path, force: bool = False, progress: boo
     run = RunDir(out)
     if ctx.is_main:
         run.check_new(force)
+    evaluator = _evaluator(config.train, ctx, progress)
+    if ctx.is_main:
         run.create(force)
         config.save(run.config)
     _barrier()
-    _train(method, data, config.train, run, ctx, None, progress)
+    _train(method, data, config.train, run, ctx, None, progress, evaluator)
     return run
 
 
@@ -109,12 +111,25 @@ def resume(out: str | Path, progress: bool = True, **overrides: Any) -> RunDir:
     spec = spec_of(data)
     method = build_method(config, spec, ctx.device)
     method.load_state_dict(state["method"])
+    evaluator = _evaluator(train_cfg, ctx, progress)
     if ctx.is_main:
         config.save(run.config)
         run.truncate_metrics(int(state["step"]))
     _barrier()
-    _train(method, data, train_cfg, run, ctx, state["trainer"], progress)
+    _train(method, data, train_cfg, run, ctx, state["trainer"], progress, evaluator)
     return run
+
+
+def _evaluator(config: TrainConfig, ctx: distributed.Context, progress: bool) -> Any:
+    """The evaluation of ``--eval-every`` (on the main process), made before anything is
+    written so that its errors (metrics that do not apply, no labels for a classifier)
+    leave the disk as it was."""
+    if not config.eval_every or not ctx.is_main:
+        return None
+    from kdegen.evaluation.tracking import TrainingEvaluator
+
+    return TrainingEvaluator(config.data, config.eval_metrics, config.eval_n, ctx.device,
+                             config.seed, progress)  # fmt: skip
 
 
 def _train(
@@ -125,8 +140,9 @@ def _train(
     ctx: distributed.Context,
     trainer_state: dict[str, Any] | None,
     progress: bool,
+    evaluator: Any = None,
 ) -> None:
-    trainer = Trainer(method, data.images, data.labels, config, run, ctx, progress)
+    trainer = Trainer(method, data.images, data.labels, config, run, ctx, progress, evaluator)
     if trainer_state is not None:
         trainer.load_state_dict(trainer_state)
     trainer.fit()

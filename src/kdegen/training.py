@@ -12,7 +12,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -86,6 +86,9 @@ class Trainer:
         run: the run directory (None: write nothing, e.g. in benchmarks).
         ctx: this process's rank, world size and device.
         progress: show a tqdm progress bar (rank 0 only).
+        evaluator: called with the method every ``config.eval_every`` steps (rank 0), it
+            returns numbers that go into metrics.jsonl with the step and the training
+            time; the time it takes is not counted as training time.
     """
 
     def __init__(
@@ -97,8 +100,10 @@ class Trainer:
         run: RunDir | None,
         ctx: Context,
         progress: bool = True,
+        evaluator: Callable[[Method], dict[str, float]] | None = None,
     ) -> None:
         self.method, self.config, self.run, self.ctx = method, config, run, ctx
+        self.evaluator = evaluator
         self.images = images.to(ctx.device)
         self.labels = labels.to(ctx.device) if labels is not None else None
         self.stream = BatchStream(len(images), config.batch_size, config.seed, ctx.rank, ctx.world)
@@ -192,6 +197,8 @@ class Trainer:
             self.save_checkpoint()
         if self.step % cfg.sample_every:
             self.save_sample_grid()
+        if cfg.eval_every and self.step % cfg.eval_every:
+            self.evaluate()
 
     def _periodic(self, bar: tqdm) -> None:
         cfg, s = self.config, self.step
@@ -202,6 +209,8 @@ class Trainer:
             bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k.endswith("_loss")})
         if s % cfg.sample_every == 0:
             self.save_sample_grid()
+        if cfg.eval_every and s % cfg.eval_every == 0:
+            self.evaluate()
         if s % cfg.checkpoint_every == 0:
             self.save_checkpoint()
 
@@ -235,6 +244,20 @@ class Trainer:
         return 0.0 if t0 is None else time.perf_counter() - t0
 
     # ----- outputs -------------------------------------------------------------------
+
+    def evaluate(self) -> None:
+        """Score the current samples (``--eval-every``) into metrics.jsonl; the clock that
+        measures training time stands still meanwhile."""
+        if self.evaluator is None or self.run is None or not self.ctx.is_main:
+            return
+        paused = time.perf_counter()
+        numbers = self.evaluator(self.method)
+        pause = time.perf_counter() - paused
+        self._t0 += pause
+        self._mark = (self._mark[0] + pause, self._mark[1])
+        self.run.append_metrics(
+            {"step": self.step, **numbers, "time": self.elapsed + self._clock()}
+        )
 
     def save_checkpoint(self) -> None:
         state = self.checkpoint_state()  # collective: every process takes part

@@ -7,6 +7,7 @@ Each command lives in a module of this package and registers itself in ``COMMAND
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Sequence
 
 from kdegen import __version__
@@ -21,6 +22,7 @@ __all__ = ["COMMANDS", "classify", "evaluate", "experiment", "latent", "main", "
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``kdegen`` with ``argv`` (default: the process's arguments); returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    warnings.showwarning = _show_warning
     try:
         if not argv or argv[0] in ("-h", "--help"):
             _print_usage()
@@ -46,6 +48,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _one_line(message: str) -> str:
     return " ".join(message.split())
+
+
+def _show_warning(
+    message: Warning | str, category: type[Warning], *_: object, **__: object
+) -> None:
+    """Warnings as one line on stderr, like errors (no source line, no traceback)."""
+    print(f"kdegen: warning: {_one_line(str(message))}", file=sys.stderr)
 
 
 def _print_usage() -> None:

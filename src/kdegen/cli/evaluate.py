@@ -107,3 +107,27 @@ def cmd_report(argv: list[str]) -> int:
 
     print(f"wrote {write_report(args.run)}")
     return 0
+
+
+@command("compare")
+def cmd_compare(argv: list[str]) -> int:
+    """Plot a metric logged during training (--eval-every) for runs, grouped over seeds."""
+    p = Parser(prog="kdegen compare", description=cmd_compare.__doc__)
+    p.add_argument("runs", nargs="+", help="run directories")
+    p.add_argument("--metric", default="inception_score",
+                   help="a number in metrics.jsonl (default inception_score)")  # fmt: skip
+    p.add_argument("--out", required=True, help="output .png (against steps and wall time)")
+    args = p.parse_args(argv)
+    out = output_path(args.out, (".png",))
+    from kdegen.evaluation.compare import group_runs, plot_groups, read_curve
+
+    groups = group_runs([read_curve(r, args.metric) for r in args.runs])
+    plot_groups(groups, args.metric, out)
+    rows = [("configuration", "runs", "step", f"{args.metric} (mean ± std)", "train s")]
+    for g in groups:
+        s = g.summary()
+        rows.append((s["label"], str(s["runs"]), str(s["step"]),
+                     f"{s['mean']:.4g} ± {s['std']:.2g}", f"{s['time']:.0f}"))  # fmt: skip
+    print_table([(*r[:-1], r[-1]) for r in rows])
+    print(f"wrote {out}")
+    return 0

@@ -1,9 +1,12 @@
-"""``report.md`` of a run: loss curves, the latest samples and the evaluation table.
+"""``report.md`` of a run: loss curves, diagnostics, the latest samples and evaluations.
 
 So that a person can look rather than read numbers (issue 4): the losses logged in
-``metrics.jsonl`` are plotted to ``report/losses.png``, the newest grid of ``samples/``
-is shown (one is drawn from the latest checkpoint when the run has none), and the table
-of ``eval.json`` (written by ``kdegen evaluate``) closes the page when there is one.
+``metrics.jsonl`` are plotted to ``report/losses.png``, the other numbers a method logs
+while it trains (KDE-GAN's information ratio, KDE bandwidth and spread, reversal steps)
+to ``report/diagnostics.png``, the metrics of ``--eval-every`` to
+``report/evaluation.png``; the newest grid of ``samples/`` is shown (one is drawn from
+the latest checkpoint when the run has none), and the table of ``eval.json`` (written by
+``kdegen evaluate``) closes the page when there is one.
 """
 
 from __future__ import annotations
@@ -20,13 +23,17 @@ from kdegen.errors import UsageError
 from kdegen.evaluation.evaluate import table_rows
 from kdegen.rundir import RunDir
 
-NOT_LOSSES = ("step", "it_per_s", "samples_per_s", "time")  # logged, but not curves
+NOT_LOSSES = ("step", "it_per_s", "samples_per_s", "time", "eval_seconds")  # not curves
+EVALUATION_MARK = "eval_seconds"  # a record of --eval-every
 GRID_SAMPLES = 64
 
 
-def loss_series(records: list[dict[str, Any]]) -> dict[str, tuple[list[int], list[float]]]:
-    """Each logged loss as (steps, values), in the order first logged."""
-    series: dict[str, tuple[list[int], list[float]]] = {}
+Series = dict[str, tuple[list[int], list[float]]]
+
+
+def loss_series(records: list[dict[str, Any]]) -> Series:
+    """Each logged number as (steps, values), in the order first logged."""
+    series: Series = {}
     for r in records:
         for k, v in r.items():
             if k in NOT_LOSSES or not isinstance(v, int | float) or "step" not in r:
@@ -37,8 +44,19 @@ def loss_series(records: list[dict[str, Any]]) -> dict[str, tuple[list[int], lis
     return series
 
 
-def plot_losses(series: dict[str, tuple[list[int], list[float]]], path: Path) -> None:
-    """One panel per loss against the training step, written as a PNG."""
+def split_series(records: list[dict[str, Any]]) -> tuple[Series, Series, Series]:
+    """The logged numbers as (losses, diagnostics, evaluations): ``*_loss`` curves, the
+    other numbers of the training log, and the metrics of ``--eval-every``."""
+    evaluated = [r for r in records if EVALUATION_MARK in r]
+    trained = [r for r in records if EVALUATION_MARK not in r]
+    every = loss_series(trained)
+    losses = {k: v for k, v in every.items() if k.endswith("_loss")}
+    diagnostics = {k: v for k, v in every.items() if not k.endswith("_loss")}
+    return losses, diagnostics, loss_series(evaluated)
+
+
+def plot_losses(series: Series, path: Path) -> None:
+    """One panel per series against the training step, written as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -126,7 +144,7 @@ def write_report(path: str | Path) -> Path:
 
     config = read_run_config(run)
     figures = run.path / "report"
-    series = loss_series(run.read_metrics())
+    losses, diagnostics, during = split_series(run.read_metrics())
     evaluation = evaluation_section(run)  # checked before anything is written
     figures.mkdir(exist_ok=True)
     grid, grid_step = sample_grid(run, figures / "samples.png")
@@ -139,11 +157,16 @@ def write_report(path: str | Path) -> Path:
         "## Losses",
         "",
     ]
-    if series:
-        plot_losses(series, figures / "losses.png")
+    if losses:
+        plot_losses(losses, figures / "losses.png")
         lines.append("![losses](report/losses.png)")
     else:
         lines.append("No losses logged yet (metrics.jsonl is empty).")
+    for title, series, name in (("Diagnostics", diagnostics, "diagnostics"),
+                                ("Evaluation during training", during, "evaluation")):  # fmt: skip
+        if series:
+            plot_losses(series, figures / f"{name}.png")
+            lines += ["", f"## {title}", "", f"![{name}](report/{name}.png)"]
     picture = "no picture: the samples are points of more than two dimensions"
     if grid is not None:
         picture = f"![samples]({grid.relative_to(run.path).as_posix()})"

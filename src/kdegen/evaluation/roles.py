@@ -15,6 +15,7 @@ image set at most once, on demand, so only what the chosen metrics need is compu
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +63,18 @@ class Sources:
         self._embedding: Embedding | None = None
         self._classifier: Embedding | None = None
         self._done: dict[tuple[str, int], Embedded] = {}  # (set, id of the network)
+
+    def with_generated(self, generated: Tensor) -> Sources:
+        """These sources with other generated samples: the embeddings and the embedded
+        reference sets are shared, the generated set is embedded anew."""
+        other = copy.copy(self)
+        other.generated = generated
+        other._done = {k: v for k, v in self._done.items() if k[0] != "generated"}
+        return other
+
+    def without_generated(self) -> Sources:
+        """These sources keeping only what does not depend on the generated samples."""
+        return self.with_generated(self.generated[:0])
 
     def images(self, which: str) -> Tensor:
         """The samples of set ``which`` (generated, test or train)."""

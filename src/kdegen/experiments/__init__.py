@@ -14,6 +14,8 @@ minutes on 2 CPU cores) writing ``table.md``, ``results.json`` and ``plot.png`` 
 - ``mode-collapse``: modes covered on ring8 and grid25 by gan, wgan-gp, unrolled, pacgan,
   minibatch discrimination, bigan and kdegan (tutorial "Mode Collapse: Solutions").
 - ``mode-recovery``: Generator Reversal Table 2, recovering dropped modes on mnist1000.
+- ``learning-speed``: Generator Reversal Fig. 5, Inception Score over training of gan,
+  kdegan and the paper's scheme.
 """
 
 # Imported for their side effect: each module registers its experiment in EXPERIMENTS.
@@ -23,6 +25,7 @@ from kdegen.experiments import (  # noqa: F401
     gen_correlation,
     gen_entropy,
     gen_mog,
+    learning_speed,
     metric_ranking,
     missing_modes,
     mode_collapse,

@@ -8,13 +8,13 @@ both the discriminator and the generator updates from it.
 kdegen's default is the scheme that measured best (``docs`` of the learning-speed
 experiment and the README give the figures): a :class:`kdegen.codebank.CodeBank` of 512
 training examples whose codes start as N(0, I) draws; each iteration continues the
-reversal of the next 64 of them by one normalized step (:mod:`kdegen.reversal`) with a
-small l2 term (Proposition 1's regulariser), so every code was refreshed within the last
-8 iterations; every 10 iterations the KDE is refitted over the bank with a bandwidth of
-0.3 times the codes' spread. ``--preset paper`` is the paper's scheme instead: every
-iteration reverses a minibatch from codes of std 1e-4 by plain gradient descent (lr 1)
-until Claim 4's MMD test tells its codes from those of samples G made from the current
-KDE (cap 50 steps), and the KDE is fitted to that minibatch's codes alone.
+reversal of the next 64 of them by one normalized step (:mod:`kdegen.reversal`), so
+every code was refreshed within the last 8 iterations; every 10 iterations the KDE is
+refitted over the bank with a bandwidth of 0.3 times the codes' spread.
+``--preset paper`` is the paper's scheme instead: every iteration reverses a minibatch
+from codes of std 1e-4 by plain gradient descent (lr 1) until Claim 4's MMD test tells
+its codes from those of samples G made from the current KDE (cap 50 steps), and the KDE
+is fitted to that minibatch's codes alone.
 
 Watching it: each refit measures, on up to 128 of the codes it is fitted on, the mean
 reconstruction loss of each code against its own example over the loss against another
@@ -55,14 +55,17 @@ class KDEGANConfig(GANConfig):
     """Options of ``kdegan``: those of ``gan`` plus the reversal, the bank and the KDE."""
 
     bank_size: int = option(512, "training examples whose codes the KDE is fitted on (0: all)")
-    rev_batch: int = option(64, "bank codes refreshed per iteration")
+    rev_batch: int = option(0, "bank codes refreshed per iteration (0: the batch size)")
     rev_steps: int = option(1, "reversal steps per refresh (the cap for --rev-stop loss/mmd)")
     warm_start: bool = option(True, "continue each code's reversal where its last refresh ended")
     rev_optimizer: str = option(
         "normalized", "reversal step rule: normalized, adam or sgd", choices=OPTIMIZERS
     )
     rev_lr: float = option(0.2, "reversal step size (normalized: the first step length)")
-    rev_l2: float = option(0.02, "weight lambda of lambda/2 ||z||^2 in the reversal loss")
+    rev_l2: float = option(0.0, "weight lambda of lambda/2 ||z||^2 in the reversal loss")
+    rev_restarts: int = option(
+        32, "prior draws per refresh a code restarts from when one reconstructs better (0: none)"
+    )
     rev_stop: str = option("steps", "reversal stop rule: steps, loss or mmd", choices=STOPS)
     rev_tol: float = option(1e-4, "loss threshold, or MMD^2 threshold without --rev-level")
     rev_level: float = option(0.0, "MMD rule: stop when a permutation test rejects at it")
@@ -80,9 +83,10 @@ class KDEGANConfig(GANConfig):
         check_options(self.rev_steps, self.rev_lr, self.rev_stop, "l2", self.rev_level or None,
                       self.rev_optimizer, self.rev_init, self.rev_l2,
                       self.rev_bandwidth or None, self.rev_tol)  # fmt: skip
-        if self.bank_size < 0 or self.rev_batch < 1 or self.refit_every < 1 or self.kde_window < 0:
-            raise UsageError("--bank-size and --kde-window must be >= 0 (0: all), --rev-batch "
-                             "and --refit-every >= 1")  # fmt: skip
+        counts = (self.bank_size, self.kde_window, self.rev_restarts, self.rev_batch)
+        if min(counts) < 0 or self.refit_every < 1:
+            raise UsageError("--bank-size, --kde-window, --rev-batch and --rev-restarts must "
+                             "be >= 0, --refit-every >= 1")  # fmt: skip
         if not 0.0 <= self.background <= 1.0:
             raise UsageError(f"--background must lie in [0, 1], got {self.background}")
         if not 0.0 <= self.rev_level < 1.0:
@@ -105,7 +109,7 @@ class KDEGAN(GAN):
             "bank_size": 0, "rev_batch": 64, "warm_start": False, "rev_optimizer": "sgd",
             "rev_lr": 1.0, "rev_l2": 0.0, "rev_stop": "mmd", "rev_steps": 50,
             "rev_level": 0.05, "rev_init": "normal", "rev_init_std": 1e-4,
-            "kde_bandwidth": "scott", "kde_window": 1, "refit_every": 1,
+            "kde_bandwidth": "scott", "kde_window": 1, "refit_every": 1, "rev_restarts": 0,
         },
     }  # fmt: skip
 
@@ -124,6 +128,7 @@ class KDEGAN(GAN):
         self._info = math.nan  # running information ratio, for the one-time warning
         self._warned = False
         self._epoch = 0  # iterations in an epoch of the training set (known at the first step)
+        self._rev_batch = self.config.rev_batch or 64  # 0: the batch size (first step)
 
     def bind_data(self, images: Tensor, labels: Tensor | None) -> None:
         self.images = images
@@ -140,14 +145,16 @@ class KDEGAN(GAN):
     def train_step(self, batch: Batch) -> Losses:
         if self.images is None:
             raise UsageError("kdegan needs its training set: call bind_data(images, labels)")
-        self._epoch = self._epoch or math.ceil(
-            self.spec.size / (len(batch.x) * distributed.world_size())
-        )
+        if not self._epoch:  # the batch size is known at the first step
+            rows = len(batch.x) // self.batches_per_step * distributed.world_size()
+            self._epoch = math.ceil(self.spec.size / rows)
+            self._rev_batch = self.config.rev_batch or rows
         r = self.reverse()
         stats: dict[str, float] = {"rev_loss": float(r.start_loss.mean())
                                    if r.start_loss is not None else math.nan,
                                    "rev_steps": float(r.steps_taken),
-                                   "rev_resets": float(r.resets)}  # fmt: skip
+                                   "rev_resets": float(r.resets),
+                                   "rev_restarts": float(r.restarts)}  # fmt: skip
         if r.state is not None and self.config.rev_optimizer == "normalized":
             stats["rev_step_length"] = float(r.state.length.mean())
         if self._iteration % self.config.refit_every == 0:
@@ -161,13 +168,15 @@ class KDEGAN(GAN):
         """Refresh the next ``rev_batch`` codes of the bank (split among the processes)."""
         c = self.config
         assert self.images is not None
-        slots = self.bank.next_slots(c.rev_batch)
+        slots = self.bank.next_slots(self._rev_batch)
         mine = slots.tensor_split(distributed.world_size())[distributed.rank()]
+        candidates = self.prior.sample(c.rev_restarts) if c.rev_restarts else None
         r = self.bank.reverse(
             self.G, self.images, mine, c.warm_start, steps=c.rev_steps, lr=c.rev_lr,
             optimizer=c.rev_optimizer, init=c.rev_init, init_std=c.rev_init_std,
             stop=c.rev_stop, tol=c.rev_tol, level=c.rev_level or None,
             mmd_bandwidth=c.rev_bandwidth or None, prior=self.prior_for_sampling(), l2=c.rev_l2,
+            candidates=candidates,
         )  # fmt: skip
         self._store(mine, r)
         return r
@@ -213,7 +222,7 @@ class KDEGAN(GAN):
         if not math.isfinite(info):
             return
         self._info = info if math.isnan(self._info) else 0.8 * self._info + 0.2 * info
-        rotation = math.ceil(len(self.bank) / self.config.rev_batch)
+        rotation = math.ceil(len(self.bank) / self._rev_batch)
         past = self._iteration > max(rotation, self._epoch)
         if past and self._info > INFO_WARNING and not self._warned:
             self._warned = True

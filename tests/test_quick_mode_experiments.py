@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 def _start(name: str, out: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -23,6 +25,7 @@ def _start(name: str, out: Path) -> subprocess.Popen[str]:
                             text=True)  # fmt: skip
 
 
+@pytest.mark.slow  # minutes of training; tests/test_mode_*.py run tiny versions by default
 def test_quick_mode_collapse_and_mode_recovery(tmp_path: Path) -> None:
     collapse, recovery = tmp_path / "collapse", tmp_path / "recovery"
     procs = [_start("mode-collapse", collapse), _start("mode-recovery", recovery)]

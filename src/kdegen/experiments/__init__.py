@@ -16,6 +16,8 @@ minutes on 2 CPU cores) writing ``table.md``, ``results.json`` and ``plot.png`` 
 - ``mode-recovery``: Generator Reversal Table 2, recovering dropped modes on mnist1000.
 - ``learning-speed``: Generator Reversal Fig. 5, Inception Score over training of gan,
   kdegan and the paper's scheme.
+- ``memorisation``: Generator Reversal Table 1, nearest-neighbour distances of gan and
+  kdegan samples to the training set.
 """
 
 # Imported for their side effect: each module registers its experiment in EXPERIMENTS.
@@ -26,6 +28,7 @@ from kdegen.experiments import (  # noqa: F401
     gen_entropy,
     gen_mog,
     learning_speed,
+    memorisation,
     metric_ranking,
     missing_modes,
     mode_collapse,

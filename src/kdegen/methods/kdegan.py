@@ -16,11 +16,14 @@ from codes of std 1e-4 by plain gradient descent (lr 1) until Claim 4's MMD test
 its codes from those of samples G made from the current KDE (cap 50 steps), and the KDE
 is fitted to that minibatch's codes alone.
 
-Watching it: each refit measures, on up to 128 of the codes it is fitted on, the mean
-reconstruction loss of each code against its own example over the loss against another
-example's (``info_ratio``; 1 means the codes say nothing of the data, and the "KDE of
-the data's codes" is a KDE of arbitrary points); it is logged with the KDE's bandwidth
-and spread, and a warning is given once if it stays above 0.8 after a full rotation.
+Watching it: the mean reconstruction loss of each code against its own example over the
+loss against another example's (``info_ratio``; 1 means the codes say nothing of the
+data, and the "KDE of the data's codes" is a KDE of arbitrary points) is logged with the
+KDE's bandwidth and spread. With warm starts it comes free from the reversal's first
+pass over the codes it refreshes (the bank's codes as stored, under the current
+generator: over a rotation, every code of the bank); with cold starts each refit
+measures it on up to 128 of the codes the KDE is fitted on. A warning is given once if
+its running mean stays above 0.8 after the first epoch and the first full rotation.
 """
 
 from __future__ import annotations
@@ -157,6 +160,9 @@ class KDEGAN(GAN):
                                    "rev_restarts": float(r.restarts)}  # fmt: skip
         if r.state is not None and self.config.rev_optimizer == "normalized":
             stats["rev_step_length"] = float(r.state.length.mean())
+        if self.config.warm_start:  # the refreshed codes as stored, under the current G
+            stats["info_ratio"] = r.start_information
+            self._watch(r.start_information, 0.02)
         if self._iteration % self.config.refit_every == 0:
             stats.update(self.refit())
         self._iteration += 1
@@ -198,10 +204,11 @@ class KDEGAN(GAN):
         c = self.config
         codes = self.bank.codes[usable]
         self.kde = KDE(c.kde_bandwidth, c.background).fit(codes.clone())
-        info = self.information(usable[:INFO_SUBSET])
-        self._watch(info)
-        return {"kde_bandwidth": self.kde.bandwidth, "kde_spread": spread(codes),
-                "info_ratio": info}  # fmt: skip
+        found = {"kde_bandwidth": self.kde.bandwidth, "kde_spread": spread(codes)}
+        if not c.warm_start:  # cold starts: measure the codes the KDE was fitted on
+            found["info_ratio"] = self.information(usable[:INFO_SUBSET])
+            self._watch(found["info_ratio"], 0.2)
+        return found
 
     @torch.no_grad()
     def information(self, slots: Tensor) -> float:
@@ -216,12 +223,12 @@ class KDEGAN(GAN):
         other = LOSSES["l2"](out.roll(1, 0), x).mean()
         return float(own / other) if float(other) > 0 else math.nan
 
-    def _watch(self, info: float) -> None:
+    def _watch(self, info: float, weight: float) -> None:
         """Warn once when the bank's codes still carry little after the first epoch (and
         the first full rotation of the bank), judged by a running mean over refits."""
         if not math.isfinite(info):
             return
-        self._info = info if math.isnan(self._info) else 0.8 * self._info + 0.2 * info
+        self._info = info if math.isnan(self._info) else (1 - weight) * self._info + weight * info
         rotation = math.ceil(len(self.bank) / self._rev_batch)
         past = self._iteration > max(rotation, self._epoch)
         if past and self._info > INFO_WARNING and not self._warned:

@@ -52,5 +52,6 @@ def test_kdegan_code_bank_is_gathered_across_processes(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     state = torch.load(run / "checkpoints/latest.pt", weights_only=True)
     bank = state["method"]["extra"]["bank"]
-    # 6 iterations of 64 codes, 32 per process, each member of the rotation once
-    assert int(bank["visits"].sum()) == 6 * 64 and int(bank["visits"].max()) == 1
+    # 6 iterations of as many codes as the batch of 32 holds, 16 per process, each member
+    # of the rotation once
+    assert int(bank["visits"].sum()) == 6 * 32 and int(bank["visits"].max()) == 1

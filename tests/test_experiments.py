@@ -22,7 +22,8 @@ def _outputs_exist(out: Path) -> dict:  # type: ignore[type-arg]
 def test_registry_names() -> None:
     assert EXPERIMENTS.names() == [
         "corruptions", "gen-bandwidths", "gen-correlation", "gen-entropy", "gen-mog",
-        "metric-ranking", "missing-modes", "mode-collapse", "mode-recovery", "modnet-augment",
+        "learning-speed", "memorisation", "metric-ranking", "missing-modes", "mode-collapse",
+        "mode-recovery", "modnet-augment",
     ]  # fmt: skip
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from kdegen.cli import main
 from kdegen.config import RunConfig, TrainConfig
 from kdegen.methods import Batch, DataSpec
 from kdegen.methods.kdegan import KDEGAN, KDEGANConfig, KDEGANWarning
-from kdegen.priors import KDE, spread
+from kdegen.priors import KDE
 from kdegen.rundir import RunDir
 
 SPEC = DataSpec((2,), None, 40)
@@ -46,9 +47,13 @@ def test_step_refreshes_bank_codes_and_draws_noise_from_the_kde() -> None:
     moved = (gan.bank.codes != start).any(1)
     assert int(moved.sum()) == 4 and gan.bank.visits.sum() == 4  # one refresh of 4 codes
     assert gan.bank.steps[moved].tolist() == [2] * 4
-    # the KDE holds every bank code (prior draws count from the start), h = 0.3 x spread
+    # the KDE holds every bank code (prior draws count from the start); h = 0.3 x the
+    # median nearest-neighbour distance over sqrt(k), computed here pair by pair
     assert isinstance(gan.kde, KDE) and gan.kde.codes is not None and len(gan.kde.codes) == 16
-    assert gan.kde.bandwidth == pytest.approx(0.3 * spread(gan.kde.codes))
+    codes = gan.kde.codes.double()
+    d = torch.cdist(codes, codes) + torch.diag(torch.full((16,), math.inf, dtype=torch.float64))
+    nn = float(d.min(1).values.median())
+    assert gan.kde.bandwidth == pytest.approx(0.3 * nn / math.sqrt(3))
     after = [p for p in gan.G.parameters() if p.dim() > 1]
     assert all(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
     assert gan.prior_for_sampling() is gan.kde

@@ -98,7 +98,9 @@ class Uniform:
         return f"Uniform(dim={self.dim})"
 
 
-BANDWIDTH_RULES = ("std", "scott", "silverman", "ml")
+BANDWIDTH_RULES = ("std", "nn", "scott", "silverman", "ml")
+# KDE-GAN's bandwidth and the default of `kdegen sample --prior kde` (see methods/kdegan.py)
+DEFAULT_KDE_BANDWIDTH = "0.3*nn"
 
 
 def parse_bandwidth(value: float | str) -> float | str:
@@ -144,7 +146,9 @@ def spread(codes: Tensor) -> float:
 def select_bandwidth(codes: Tensor, rule: float | str, block: int = 2048) -> float:
     """The KDE bandwidth h for ``codes`` (n, d) by ``rule`` (a number is returned as it is).
 
-    ``std``: sigma, the codes' spread; ``scott``: sigma n^(-1/(d+4)); ``silverman``:
+    ``std``: sigma, the codes' spread; ``nn``: the median distance from a code to its
+    nearest other code over sqrt(d) (it follows the codes' local scale: within clusters
+    in few dimensions, near sigma in many); ``scott``: sigma n^(-1/(d+4)); ``silverman``:
     sigma (n (d+2) / 4)^(-1/(d+4)) (an isotropic kernel needs one scale); ``ml``: the
     leave-one-out maximum-likelihood fixed point h^2 <- sum_i sum_{j!=i} w_ij ||z_i -
     z_j||^2 / (d n), w_ij the kernel weights of row i normalised over j != i (GENs
@@ -160,6 +164,11 @@ def select_bandwidth(codes: Tensor, rule: float | str, block: int = 2048) -> flo
     sigma = spread(codes) or 1.0
     if name == "std":
         return sigma
+    if name == "nn":
+        if n < 2:
+            raise UsageError("the nn bandwidth needs at least 2 codes")
+        d2, _ = kernels.nearest(codes.double(), codes.double(), 1, exclude_self=True, block=block)
+        return float(d2[:, 0].median().sqrt()) / math.sqrt(d) or sigma
     if name == "scott":
         return sigma * n ** (-1.0 / (d + 4))
     if name == "silverman":

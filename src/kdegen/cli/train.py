@@ -15,6 +15,7 @@ from kdegen.config import RunConfig, TrainConfig, add_flags, given_values, read_
 from kdegen.errors import UsageError
 from kdegen.methods import METHODS
 from kdegen.objectives import OBJECTIVES
+from kdegen.priors import DEFAULT_KDE_BANDWIDTH
 from kdegen.reversal import latent_dim
 
 # ----- kdegen datasets / objectives -------------------------------------------------------
@@ -150,8 +151,9 @@ def cmd_sample(argv: list[str]) -> int:
                    help="the run's own prior, or a KDE over codes (default run)")  # fmt: skip
     p.add_argument("--codes", help="an .npz of codes (from `kdegen reverse`) for --prior kde; "
                    "default: the run's code bank")  # fmt: skip
-    p.add_argument("--bandwidth", default="scott", help="KDE bandwidth: number, scott, "
-                   "silverman or ml (default scott)")  # fmt: skip
+    p.add_argument("--bandwidth", default=DEFAULT_KDE_BANDWIDTH,
+                   help="KDE bandwidth: a number or [factor*]nn, std, scott, silverman or ml "
+                   f"(default {DEFAULT_KDE_BANDWIDTH}, as kdegan's)")  # fmt: skip
     p.add_argument("--background", type=float, default=0.0,
                    help="weight of N(0, I) mixed into the KDE (default 0)")  # fmt: skip
     p.add_argument("--label", type=int, default=None,

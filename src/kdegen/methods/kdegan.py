@@ -5,16 +5,32 @@ generator (Algorithm 1), estimates the latent distribution P_z of the data by a 
 the recovered codes (Sec. 3.2, optionally mixed with N(0, I)), and draws the noise of
 both the discriminator and the generator updates from it.
 
-kdegen's default is the scheme that measured best (``docs`` of the learning-speed
-experiment and the README give the figures): a :class:`kdegen.codebank.CodeBank` of 512
-training examples whose codes start as N(0, I) draws; each iteration continues the
-reversal of the next 64 of them by one normalized step (:mod:`kdegen.reversal`), so
-every code was refreshed within the last 8 iterations; every 10 iterations the KDE is
-refitted over the bank with a bandwidth of 0.3 times the codes' spread.
-``--preset paper`` is the paper's scheme instead: every iteration reverses a minibatch
-from codes of std 1e-4 by plain gradient descent (lr 1) until Claim 4's MMD test tells
-its codes from those of samples G made from the current KDE (cap 50 steps), and the KDE
-is fitted to that minibatch's codes alone.
+kdegen's default is the scheme that measured best (the README's KDE-GAN section gives
+the figures): a :class:`kdegen.codebank.CodeBank` of 512 training examples whose codes
+start as N(0, I) draws. Each iteration continues the reversal of the next members of a
+shuffled rotation (as many as the batch holds) by one normalized step
+(:mod:`kdegen.reversal`), after letting each of them restart from the best of 32 fresh
+N(0, I) draws when one reconstructs its example better; with batches of 64 every code
+was refreshed within the last 8 iterations. Every 10 iterations the KDE is refitted
+over the bank with a bandwidth of 0.3 times the codes' median nearest-neighbour
+distance over sqrt(k) (``0.3*nn``, :func:`kdegen.priors.select_bandwidth`), and mixed
+with N(0, I)
+at weight 0.1 (Sec. 3.2's background: it keeps G trained over the whole prior, so that
+a mode G stops making can still be found by the restarts). Why these choices (each is
+undone in turn by ``benchmarks/kdegan_ablation.py``; ``docs/kdegan.md`` has its figures):
+
+- a bank refreshed in rotation, not one code per training example: with one step per
+  visit the codes of a large training set go stale between visits (ring8: 390
+  iterations between refreshes) and carry no information;
+- normalized steps: the loss's gradient spans orders of magnitude, so plain steps at
+  the appendix's lr 1 either crawl or diverge;
+- restarts: in a low-dimensional latent space local descent takes a code to the
+  nearest point of its mode's pre-image, at the junction of the regions G gives each
+  mode, where KDE samples then fall between modes;
+- a bandwidth from nearest-neighbour distances: the rules of thumb assume one Gaussian.
+  In 100 dimensions Scott's rule is 0.92 times the codes' spread, so KDE samples do not
+  stay near their codes; in 2 it smears the clusters of codes of neighbouring modes
+  into each other. The median nearest-neighbour distance follows the codes' local scale.
 
 Watching it: the mean reconstruction loss of each code against its own example over the
 loss against another example's (``info_ratio``; 1 means the codes say nothing of the
@@ -42,7 +58,7 @@ from kdegen.config import option
 from kdegen.errors import UsageError
 from kdegen.methods.base import METHODS, Batch, DataSpec, Losses
 from kdegen.methods.gan import GAN, GANConfig
-from kdegen.priors import KDE, Prior, parse_bandwidth, spread
+from kdegen.priors import DEFAULT_KDE_BANDWIDTH, KDE, Prior, parse_bandwidth, spread
 from kdegen.reversal import INITS, LOSSES, OPTIMIZERS, STOPS, Reversal, check_options, frozen
 
 INFO_SUBSET = 128  # codes the information ratio is measured on at each refit
@@ -75,9 +91,11 @@ class KDEGANConfig(GANConfig):
     rev_bandwidth: float = option(0.0, "MMD rule's kernel width (0: median heuristic)")
     rev_init: str = option("prior", "initial codes: prior, normal or zeros", choices=INITS)
     rev_init_std: float = option(1e-4, "std of normal initial codes")
-    kde_bandwidth: str = option("0.3*std", "KDE bandwidth: a number or [f*]std|scott|silverman|ml")
+    kde_bandwidth: str = option(
+        DEFAULT_KDE_BANDWIDTH, "KDE bandwidth: a number or [f*]nn|std|scott|silverman|ml"
+    )
     kde_window: int = option(0, "fit the KDE to codes refreshed in the last N iterations (0: all)")
-    background: float = option(0.0, "weight of N(0, I) mixed into the KDE prior")
+    background: float = option(0.1, "weight of N(0, I) mixed into the KDE prior")
     refit_every: int = option(10, "refit the KDE every N iterations")
 
     def __post_init__(self) -> None:
@@ -113,6 +131,7 @@ class KDEGAN(GAN):
             "rev_lr": 1.0, "rev_l2": 0.0, "rev_stop": "mmd", "rev_steps": 50,
             "rev_level": 0.05, "rev_init": "normal", "rev_init_std": 1e-4,
             "kde_bandwidth": "scott", "kde_window": 1, "refit_every": 1, "rev_restarts": 0,
+            "background": 0.0,
         },
     }  # fmt: skip
 

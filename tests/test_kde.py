@@ -97,3 +97,40 @@ def test_bad_inputs() -> None:
     with pytest.raises(UsageError, match="shape"):
         KDE(0.5).fit(t(CODES)).log_prob(torch.zeros(2, 4, dtype=torch.float64))
     assert KDE("0.25").fit(t(CODES)).bandwidth == 0.25
+
+
+def test_nn_bandwidth_against_a_direct_computation() -> None:
+    """Median over distinct codes of the distance to the nearest other code, over sqrt(d);
+    a copy of a code does not make its nearest distance 0."""
+    g = torch.Generator().manual_seed(3)
+    codes = torch.randn(200, 5, generator=g, dtype=torch.float64)
+    doubled = torch.cat([codes, codes[:50]])
+    d = torch.cdist(codes, codes) + torch.diag(
+        torch.full((200,), float("inf"), dtype=torch.float64)
+    )
+    expected = float(d.min(1).values.median()) / 5**0.5
+    assert select_bandwidth(doubled, "nn") == pytest.approx(expected, rel=1e-9)
+    assert select_bandwidth(doubled, "0.3*nn") == pytest.approx(0.3 * expected, rel=1e-9)
+    assert select_bandwidth(codes[:1].repeat(4, 1), "nn") == 1.0  # one distinct code: its spread
+
+
+@pytest.mark.parametrize(
+    ("rule", "expect"),
+    [("0.3*std", 0.3), ("2*scott", None), ("std", 1.0), ("0.5", 0.5)],
+)
+def test_bandwidth_rules_with_factors(rule: str, expect: float | None) -> None:
+    codes = torch.randn(400, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    sigma = float(codes.var(0, unbiased=True).mean().sqrt())
+    h = select_bandwidth(codes, rule)
+    if rule == "2*scott":
+        assert h == pytest.approx(2 * sigma * 400 ** (-1 / 7))
+    elif rule == "0.5":
+        assert h == 0.5
+    else:
+        assert h == pytest.approx(expect * sigma)
+
+
+@pytest.mark.parametrize("rule", ["0.3*foo", "-1*std", "x*nn", "0*std", "nan"])
+def test_bad_bandwidth_rules(rule: str) -> None:
+    with pytest.raises(UsageError, match="bandwidth"):
+        KDE(rule)

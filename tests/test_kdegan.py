@@ -14,7 +14,7 @@ import torch
 from kdegen import runs
 from kdegen.cli import main
 from kdegen.config import RunConfig, TrainConfig
-from kdegen.methods import Batch, DataSpec
+from kdegen.methods import Batch, DataSpec, kdegan
 from kdegen.methods.kdegan import KDEGAN, KDEGANConfig, KDEGANWarning
 from kdegen.priors import KDE
 from kdegen.rundir import RunDir
@@ -98,8 +98,9 @@ def test_paper_preset_is_the_papers_scheme() -> None:
     assert gan.kde.codes is not None and len(gan.kde.codes) == 8  # the window is one iteration
 
 
-def test_warns_once_when_codes_carry_nothing() -> None:
+def test_warns_once_when_codes_carry_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     """A reversal that cannot keep up (a tiny step, no growth) leaves the ratio near 1."""
+    monkeypatch.setattr(kdegan, "INFO_PATIENCE", 2)
     gan, data = bound(small(bank_size=8, rev_batch=8, rev_optimizer="sgd", rev_lr=1e-9,
                             rev_restarts=0, refit_every=1), n=8)  # fmt: skip
     with pytest.warns(KDEGANWarning, match="carry little information") as caught:

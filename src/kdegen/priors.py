@@ -147,9 +147,10 @@ def select_bandwidth(codes: Tensor, rule: float | str, block: int = 2048) -> flo
     """The KDE bandwidth h for ``codes`` (n, d) by ``rule`` (a number is returned as it is).
 
     ``std``: sigma, the codes' spread; ``nn``: the median distance from a code to its
-    nearest other code over sqrt(d) (it follows the codes' local scale: within clusters
-    in few dimensions, near sigma in many); ``scott``: sigma n^(-1/(d+4)); ``silverman``:
-    sigma (n (d+2) / 4)^(-1/(d+4)) (an isotropic kernel needs one scale); ``ml``: the
+    nearest other code over sqrt(d), copies counted once (it follows the codes' local
+    scale: within clusters in few dimensions, near sigma in many); ``scott``:
+    sigma n^(-1/(d+4)); ``silverman``: sigma (n (d+2) / 4)^(-1/(d+4)) (an isotropic
+    kernel needs one scale); ``ml``: the
     leave-one-out maximum-likelihood fixed point h^2 <- sum_i sum_{j!=i} w_ij ||z_i -
     z_j||^2 / (d n), w_ij the kernel weights of row i normalised over j != i (GENs
     supplement, Eq. 5). ``f*rule`` multiplies the rule's h by f.
@@ -165,10 +166,11 @@ def select_bandwidth(codes: Tensor, rule: float | str, block: int = 2048) -> flo
     if name == "std":
         return sigma
     if name == "nn":
-        if n < 2:
-            raise UsageError("the nn bandwidth needs at least 2 codes")
-        d2, _ = kernels.nearest(codes.double(), codes.double(), 1, exclude_self=True, block=block)
-        return float(d2[:, 0].median().sqrt()) / math.sqrt(d) or sigma
+        distinct = torch.unique(codes.double(), dim=0)  # copies of a code are one point
+        if len(distinct) < 2:
+            return sigma
+        d2, _ = kernels.nearest(distinct, distinct, 1, exclude_self=True, block=block)
+        return float(d2[:, 0].median().sqrt()) / math.sqrt(d)
     if name == "scott":
         return sigma * n ** (-1.0 / (d + 4))
     if name == "silverman":

@@ -39,7 +39,8 @@ KDE's bandwidth and spread. With warm starts it comes free from the reversal's f
 pass over the codes it refreshes (the bank's codes as stored, under the current
 generator: over a rotation, every code of the bank); with cold starts each refit
 measures it on up to 128 of the codes the KDE is fitted on. A warning is given once if
-its running mean stays above 0.8 after the first epoch and the first full rotation.
+its running mean stays above 0.8 after the first epoch, the first full rotation and
+300 iterations (while G changes fast at first the ratio is near 1 in healthy runs too).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ from kdegen.reversal import INITS, LOSSES, OPTIMIZERS, STOPS, Reversal, check_op
 
 INFO_SUBSET = 128  # codes the information ratio is measured on at each refit
 INFO_WARNING = 0.8  # a ratio above this after a full rotation: the codes carry little
+INFO_PATIENCE = 300  # iterations at least before the warning: G changes fast at first
 
 
 class KDEGANWarning(UserWarning):
@@ -243,13 +245,13 @@ class KDEGAN(GAN):
         return float(own / other) if float(other) > 0 else math.nan
 
     def _watch(self, info: float, weight: float) -> None:
-        """Warn once when the bank's codes still carry little after the first epoch (and
-        the first full rotation of the bank), judged by a running mean over refits."""
+        """Warn once when the bank's codes still carry little after the first epoch, the
+        first full rotation of the bank and INFO_PATIENCE iterations (a running mean)."""
         if not math.isfinite(info):
             return
         self._info = info if math.isnan(self._info) else (1 - weight) * self._info + weight * info
         rotation = math.ceil(len(self.bank) / self._rev_batch)
-        past = self._iteration > max(rotation, self._epoch)
+        past = self._iteration > max(rotation, self._epoch, INFO_PATIENCE)
         if past and self._info > INFO_WARNING and not self._warned:
             self._warned = True
             warnings.warn(

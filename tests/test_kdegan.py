@@ -254,3 +254,26 @@ def test_bad_inputs(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and expect in err[0], err
     assert not (tmp_path / "c.npz").exists() and not (tmp_path / "s.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "expect"),
+    [
+        (["--rev-stop", "mmd"], "--no-warm-start"),
+        (["--kde-bandwidth", "0.3*foo"], "bandwidth"),
+        (["--bank-size", "-1"], "--bank-size"),
+        (["--rev-restarts", "-2"], "--rev-restarts"),
+        (["--background", "1.5"], "[0, 1]"),
+        (["--rev-optimizer", "lbfgs"], "--rev-optimizer"),
+        (["--rev-lr", "0"], "learning rate"),
+    ],
+)
+def test_bad_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], expect: str
+) -> None:
+    out = tmp_path / "run"
+    argv = ["train", "--method", "kdegan", "--data", "ring8:n=200", *flags, "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expect in err[0], err
+    assert not out.exists()

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from kdegen import __version__
 from kdegen.cli import classify, evaluate, experiment, latent, modnet, train
 from kdegen.cli.base import COMMANDS
-from kdegen.errors import UsageError
+from kdegen.errors import UsageError, one_line, show_warning
 from kdegen.training import TrainingInterrupted
 
 __all__ = ["COMMANDS", "classify", "evaluate", "experiment", "latent", "main", "modnet", "train"]
@@ -22,7 +22,7 @@ __all__ = ["COMMANDS", "classify", "evaluate", "experiment", "latent", "main", "
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``kdegen`` with ``argv`` (default: the process's arguments); returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    warnings.showwarning = _show_warning
+    warnings.showwarning = show_warning
     try:
         if not argv or argv[0] in ("-h", "--help"):
             _print_usage()
@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"unknown command {argv[0]!r}; choose one of: {', '.join(COMMANDS)}")
         return COMMANDS[argv[0]](argv[1:])
     except UsageError as e:
-        print(f"kdegen: error: {_one_line(str(e))}", file=sys.stderr)
+        print(f"kdegen: error: {one_line(str(e))}", file=sys.stderr)
         return 2
     except TrainingInterrupted as e:
         print(f"kdegen: stopped at step {e.step} with a checkpoint; continue with "
@@ -46,15 +46,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         distributed.teardown()
 
 
-def _one_line(message: str) -> str:
-    return " ".join(message.split())
-
-
 def _show_warning(
     message: Warning | str, category: type[Warning], *_: object, **__: object
 ) -> None:
     """Warnings as one line on stderr, like errors (no source line, no traceback)."""
-    print(f"kdegen: warning: {_one_line(str(message))}", file=sys.stderr)
+    print(f"kdegen: warning: {one_line(str(message))}", file=sys.stderr)
 
 
 def _print_usage() -> None:

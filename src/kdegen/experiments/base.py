@@ -19,6 +19,7 @@ import math
 import multiprocessing
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from tqdm import tqdm  # type: ignore[import-untyped]
 
 from kdegen import distributed
 from kdegen.data import ImageData, load
-from kdegen.errors import UsageError
+from kdegen.errors import UsageError, show_warning
 from kdegen.evaluation.embed import Embedded, EmbedSettings, Reference, classifier_embedding
 from kdegen.registry import Registry
 
@@ -190,6 +191,7 @@ def _saved_part(path: Path, spec: dict[str, Any]) -> dict[str, Any] | None:
 
 def _worker_threads(threads: int) -> None:
     torch.set_num_threads(threads)
+    warnings.showwarning = show_warning  # one line, as in the command line's process
 
 
 def run_parts(settings: Settings, parts: Sequence[Part], desc: str) -> dict[str, dict[str, Any]]:

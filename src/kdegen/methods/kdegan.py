@@ -110,6 +110,10 @@ class KDEGANConfig(GANConfig):
         if min(counts) < 0 or self.refit_every < 1:
             raise UsageError("--bank-size, --kde-window, --rev-batch and --rev-restarts must "
                              "be >= 0, --refit-every >= 1")  # fmt: skip
+        if self.rev_stop == "mmd" and self.warm_start:
+            raise UsageError("--rev-stop mmd compares the data's codes with codes of generated "
+                             "samples started alike; use it with --no-warm-start (as --preset "
+                             "paper does)")  # fmt: skip
         if not 0.0 <= self.background <= 1.0:
             raise UsageError(f"--background must lie in [0, 1], got {self.background}")
         if not 0.0 <= self.rev_level < 1.0:

@@ -84,6 +84,34 @@ class StepState:
 
 
 @dataclass
+class Candidates:
+    """Codes a reversal may restart from, with the generator's outputs for them.
+
+    The outputs may be a few generator updates old: the code bank draws a pool once per
+    KDE refit rather than paying a generator pass at every refresh.
+
+    Attributes:
+        codes: (P, k).
+        outputs: (P, *shape), the generator's outputs for ``codes`` in eval mode.
+    """
+
+    codes: Tensor
+    outputs: Tensor
+
+    @staticmethod
+    def of(generator: nn.Module, codes: Tensor) -> Candidates:
+        """``codes`` and the generator's outputs for them now."""
+        with torch.no_grad(), frozen(generator):
+            return Candidates(codes, generator(codes))
+
+    @staticmethod
+    def draw(generator: nn.Module, prior: Prior, n: int,
+             rng: torch.Generator | None = None) -> Candidates:  # fmt: skip
+        """``n`` draws of ``prior`` and the generator's outputs for them."""
+        return Candidates.of(generator, prior.sample(n, rng))
+
+
+@dataclass
 class Reversal:
     """What :func:`invert` found.
 
@@ -240,7 +268,7 @@ def invert(
     reconstruct: bool = True,
     l2: float = 0.0,
     state: StepState | None = None,
-    candidates: Tensor | None = None,
+    candidates: Candidates | Tensor | None = None,
 ) -> Reversal:
     """Recover codes z with generator(z) ~ x by gradient descent on z (Algorithm 1).
 
@@ -273,9 +301,10 @@ def invert(
         l2: weight lambda of lambda/2 ||z||^2 added to each code's loss.
         state: step lengths and directions of the normalized rule to continue from
             (default: ``lr`` and none); the updated state is returned in the result.
-        candidates: (P, k) codes tried once at the start: a code whose objective is above
-            the best of them restarts from it (a global move that local descent cannot
-            make; the code bank passes a few prior draws).
+        candidates: codes (P, k) tried once at the start, or :class:`Candidates` with the
+            generator's outputs for them: a code whose objective is above the best of
+            them restarts from it (a global move that local descent cannot make; the code
+            bank passes a pool of prior draws).
 
     Returns:
         A :class:`Reversal`.
@@ -306,8 +335,12 @@ def invert(
             full.length[: len(x)], full.direction[: len(x)] = state.length, state.direction
         problem = _Problem(generator, targets, len(x), loss, l2)
         rule = _stop_rule(stop, tol, level, mmd_bandwidth, permutations)
-        if candidates is not None and (candidates.dim() != 2 or candidates.shape[1] != k):
-            raise UsageError(f"candidates must have shape (P, {k}), got {tuple(candidates.shape)}")
+        if isinstance(candidates, Tensor):
+            if candidates.dim() != 2 or candidates.shape[1] != k:
+                raise UsageError(
+                    f"candidates must have shape (P, {k}), got {tuple(candidates.shape)}"
+                )
+            candidates = Candidates.of(generator, candidates)
         return _descend(problem, z, steps, optimizer, lr, full, rule, reconstruct, candidates)
 
 
@@ -345,11 +378,11 @@ class _Problem:
         g = torch.autograd.grad(obj.sum(), zz)[0] if grad else torch.zeros_like(z)
         return obj.detach(), rec.detach(), g, out.detach()
 
-    def candidates(self, codes: Tensor) -> tuple[Tensor, Tensor]:
-        """(objective, reconstruction loss) of each of ``codes`` (P, k) for every row: (N, P)."""
+    def candidates(self, found: Candidates) -> tuple[Tensor, Tensor]:
+        """(objective, reconstruction loss) of each candidate for every row: (N, P)."""
+        codes = found.codes
         with torch.no_grad():
-            out = self.generator(codes)
-            rec = PAIRWISE[self.loss_name](out, self.targets)
+            rec = PAIRWISE[self.loss_name](found.outputs.to(self.targets), self.targets)
             prior = 0.5 * self.l2 * codes.pow(2).sum(1) if self.l2 else torch.zeros(len(codes))
         return rec + prior.to(rec)[None, :], rec
 
@@ -479,14 +512,14 @@ class _Descent:
         self.acc_z, self.acc_obj, self.acc_rec, self.g = self.z.detach().clone(), obj, rec, g
         return rec, out
 
-    def restart(self, candidates: Tensor, lr: float) -> Tensor:
-        """Move each code whose objective is above the best of ``candidates`` (P, k) to
-        that candidate, with a fresh step length; returns the mask of codes moved."""
+    def restart(self, candidates: Candidates, lr: float) -> Tensor:
+        """Move each code whose objective is above the best of ``candidates`` to that
+        candidate, with a fresh step length; returns the mask of codes moved."""
         obj, rec = self.problem.candidates(candidates)
         best, pick = obj.min(1)
         moved = best < self.acc_obj
         if bool(moved.any()):
-            z = candidates[pick[moved]].to(self.z)
+            z = candidates.codes[pick[moved]].to(self.z)
             self.z.data[moved], self.acc_z[moved], self.start[moved] = z, z, z
             self.acc_obj[moved] = best[moved]
             self.acc_rec[moved] = rec[moved, pick[moved]]
@@ -510,7 +543,7 @@ class _Descent:
 
 def _descend(
     problem: _Problem, z: Tensor, steps: int, optimizer: str, lr: float, state: StepState,
-    rule: _StopRule, reconstruct: bool, candidates: Tensor | None = None,
+    rule: _StopRule, reconstruct: bool, candidates: Candidates | None = None,
 ) -> Reversal:  # fmt: skip
     """The descent loop shared by every stop rule and step rule."""
     n = problem.n_real
@@ -521,7 +554,7 @@ def _descend(
         if step == 0:
             result.start_loss = rec[:n].clone()
             result.start_information = problem.information(out)
-            if candidates is not None and len(candidates):
+            if candidates is not None and len(candidates.codes):
                 result.restarts = int(run.restart(candidates, lr)[:n].sum())
         if rule.before_step(run.acc_rec[:n]):
             result.stopped_by = "loss"

@@ -9,8 +9,9 @@ kdegen's default is the scheme that measured best (the README's KDE-GAN section 
 the figures): a :class:`kdegen.codebank.CodeBank` of 512 training examples whose codes
 start as N(0, I) draws. Each iteration continues the reversal of the next members of a
 shuffled rotation (as many as the batch holds) by one normalized step
-(:mod:`kdegen.reversal`), after letting each of them restart from the best of 32 fresh
-N(0, I) draws when one reconstructs its example better; with batches of 64 every code
+(:mod:`kdegen.reversal`), after letting each of them restart from the best of a pool of
+64 N(0, I) draws (renewed at each refit) when one reconstructs its example better; with
+batches of 64 every code
 was refreshed within the last 8 iterations. Every 10 iterations the KDE is refitted
 over the bank with a bandwidth of 0.3 times the codes' median nearest-neighbour
 distance over sqrt(k) (``0.3*nn``, :func:`kdegen.priors.select_bandwidth`), and mixed
@@ -60,7 +61,16 @@ from kdegen.errors import UsageError
 from kdegen.methods.base import METHODS, Batch, DataSpec, Losses
 from kdegen.methods.gan import GAN, GANConfig
 from kdegen.priors import DEFAULT_KDE_BANDWIDTH, KDE, Prior, parse_bandwidth, spread
-from kdegen.reversal import INITS, LOSSES, OPTIMIZERS, STOPS, Reversal, check_options, frozen
+from kdegen.reversal import (
+    INITS,
+    LOSSES,
+    OPTIMIZERS,
+    STOPS,
+    Candidates,
+    Reversal,
+    check_options,
+    frozen,
+)
 
 INFO_SUBSET = 128  # codes the information ratio is measured on at each refit
 INFO_WARNING = 0.8  # a ratio above this after a full rotation: the codes carry little
@@ -85,7 +95,9 @@ class KDEGANConfig(GANConfig):
     rev_lr: float = option(0.2, "reversal step size (normalized: the first step length)")
     rev_l2: float = option(0.0, "weight lambda of lambda/2 ||z||^2 in the reversal loss")
     rev_restarts: int = option(
-        32, "prior draws per refresh a code restarts from when one reconstructs better (0: none)"
+        64,
+        "prior draws (a pool renewed at each refit) a code restarts from when one "
+        "reconstructs its example better (0: none)",
     )
     rev_stop: str = option("steps", "reversal stop rule: steps, loss or mmd", choices=STOPS)
     rev_tol: float = option(1e-4, "loss threshold, or MMD^2 threshold without --rev-level")
@@ -151,6 +163,7 @@ class KDEGAN(GAN):
                                     init_std=c.rev_init_std, device=device,
                                     step_length=c.rev_lr)  # fmt: skip
         self.kde: KDE | None = None
+        self.pool: Candidates | None = None  # restart candidates, renewed at each refit
         self.images: Tensor | None = None
         self._iteration = 0
         self._info = math.nan  # running information ratio, for the one-time warning
@@ -177,6 +190,8 @@ class KDEGAN(GAN):
             rows = len(batch.x) // self.batches_per_step * distributed.world_size()
             self._epoch = math.ceil(self.spec.size / rows)
             self._rev_batch = self.config.rev_batch or rows
+        if self._iteration % self.config.refit_every == 0 and self.config.rev_restarts:
+            self.pool = Candidates.draw(self.G, self.prior, self.config.rev_restarts)
         r = self.reverse()
         stats: dict[str, float] = {"rev_loss": float(r.start_loss.mean())
                                    if r.start_loss is not None else math.nan,
@@ -201,13 +216,12 @@ class KDEGAN(GAN):
         assert self.images is not None
         slots = self.bank.next_slots(self._rev_batch)
         mine = slots.tensor_split(distributed.world_size())[distributed.rank()]
-        candidates = self.prior.sample(c.rev_restarts) if c.rev_restarts else None
         r = self.bank.reverse(
             self.G, self.images, mine, c.warm_start, steps=c.rev_steps, lr=c.rev_lr,
             optimizer=c.rev_optimizer, init=c.rev_init, init_std=c.rev_init_std,
             stop=c.rev_stop, tol=c.rev_tol, level=c.rev_level or None,
             mmd_bandwidth=c.rev_bandwidth or None, prior=self.prior_for_sampling(), l2=c.rev_l2,
-            candidates=candidates,
+            candidates=self.pool,
         )  # fmt: skip
         self._store(mine, r)
         return r
@@ -272,6 +286,8 @@ class KDEGAN(GAN):
                                  "info": self._info, "warned": self._warned}  # fmt: skip
         if self.kde is not None and self.kde.codes is not None:
             state["kde_codes"] = self.kde.codes
+        if self.pool is not None:
+            state["pool"] = {"codes": self.pool.codes, "outputs": self.pool.outputs}
         return state
 
     def load_extra_state(self, state: Any) -> None:
@@ -281,6 +297,9 @@ class KDEGAN(GAN):
         if "kde_codes" in state:
             c = self.config
             self.kde = KDE(c.kde_bandwidth, c.background).fit(state["kde_codes"].to(self.device))
+        if "pool" in state:
+            pool = state["pool"]
+            self.pool = Candidates(pool["codes"].to(self.device), pool["outputs"].to(self.device))
 
 
 def _portable(r: Reversal) -> Reversal:

@@ -27,8 +27,10 @@ tells how evenly the covered modes are filled. Full: 3 seeds, 3,000 steps on rin
 6,000 on grid25 (about 80 minutes on 2 shared cores). Quick: ring8 only, 1 seed, 1,000
 steps (about 2 minutes on one core, half of it the unrolled GAN): most methods cover the
 ring by then; the PacGAN2 question is about grid25 and needs the full run (or
-``--data grid25``). The runs are kept under
-``OUT/runs``; the scatter plot shows each method's samples of the first seed over the data.
+``--data grid25``). Each trained model is a
+part (``OUT/parts``): an interrupted run redoes only the models it had not finished, and
+``--jobs N`` trains N at a time. The runs are kept under ``OUT/runs``; the scatter plot shows each
+method's samples of the first seed over the data.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from kdegen.config import RunConfig, TrainConfig
 from kdegen.data import ImageData, load
 from kdegen.errors import UsageError
 from kdegen.evaluation.metrics import mode_count
-from kdegen.experiments.base import Outcome, Settings, experiment, write_outputs
+from kdegen.experiments.base import Outcome, Part, Settings, experiment, run_parts, write_outputs
 from kdegen.methods import METHODS
 
 SAMPLES = 2500
@@ -101,26 +103,31 @@ def _datasets(settings: Settings) -> list[str]:
     return [settings.data]
 
 
-def _train(data: str, label: str, seed: int, steps: int, settings: Settings) -> Any:
+def train_and_count(data: str, label: str, seed: int, steps: int, folder: str, device: str,
+                    keep_samples: bool) -> dict[str, Any]:  # fmt: skip
+    """Train one method on one mixture and count its modes (a part of run_parts)."""
+    start = time.perf_counter()
     name, extra = METHOD_OPTIONS[label]
     cls = METHODS.get(name)
     train = TrainConfig(data=data, steps=steps, batch_size=BATCH, seed=seed, log_every=100,
                         sample_every=steps, checkpoint_every=steps, keep_checkpoints=0,
-                        device=settings.device)  # fmt: skip
+                        device=device)  # fmt: skip
     config = RunConfig(name, cls.Config(**{**SHARED, **extra}), train)
-    folder = settings.out / "runs" / f"{data.split(':')[0]}-{label}-seed{seed}"
-    run = runs.start(config, folder, force=True, progress=settings.progress)
-    return runs.load_run(run.path, "cpu").method
-
-
-def _evaluate(method: Any, mixture: ImageData, seed: int) -> tuple[dict[str, Any], Tensor]:
+    run = runs.start(config, folder, force=True, progress=False)
+    method = runs.load_run(run.path, "cpu").method
+    mixture = load(data, "test")
     samples = method.sample(SAMPLES, torch.Generator().manual_seed(seed)).cpu()
     assert mixture.centres is not None and mixture.std is not None
     count = mode_count(samples, mixture.centres, mixture.std)
-    result = {"modes": count.modes_hit, "of": count.modes,
-              f"modes_{SOLID}hq": int((count.counts >= SOLID).sum()),
-              "high_quality": count.high_quality, "kl_to_uniform": count.kl_to_uniform}  # fmt: skip
-    return result, samples
+    result: dict[str, Any] = {
+        "data": data, "method": label, "seed": seed, "modes": count.modes_hit,
+        "of": count.modes, f"modes_{SOLID}hq": int((count.counts >= SOLID).sum()),
+        "high_quality": count.high_quality, "kl_to_uniform": count.kl_to_uniform,
+        "seconds": time.perf_counter() - start,
+    }  # fmt: skip
+    if keep_samples:
+        result["samples"] = [[round(float(v), 4) for v in row] for row in samples.tolist()]
+    return result
 
 
 def _row(data: str, label: str, results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -195,25 +202,43 @@ def mode_collapse(settings: Settings) -> Outcome:
     """Train each method on each mixture and count covered modes (see the module)."""
     size = SIZES[settings.quick]
     mixtures = {d: load(d, "test") for d in _datasets(settings)}
+    parts: list[Part] = []
+    for data in mixtures:
+        steps = size.steps.get(data.split(":")[0], max(size.steps.values()))
+        for label in METHOD_OPTIONS:
+            for k in range(size.seeds):
+                seed = settings.seed + k
+                key = f"{data.split(':')[0]}-{label}-seed{seed}"
+                folder = str(settings.out / "runs" / key)
+                name, extra = METHOD_OPTIONS[label]
+                spec = {
+                    "data": data,
+                    "method": name,
+                    "options": {**SHARED, **extra},
+                    "seed": seed,
+                    "steps": steps,
+                    "batch": BATCH,
+                    "samples": SAMPLES,
+                }
+                args = (data, label, seed, steps, folder, settings.device, k == 0)
+                parts.append(Part(key, train_and_count, args, spec))  # fmt: skip
+    with _one_thread():
+        results = run_parts(settings, parts, "mode-collapse")
     rows: list[dict[str, Any]] = []
     details: list[dict[str, Any]] = []
     shown: dict[tuple[str, str], Tensor] = {}
-    with _one_thread():
-        for data in mixtures:
-            steps = size.steps.get(data.split(":")[0], max(size.steps.values()))
-            for label in METHOD_OPTIONS:
-                results = []
-                for k in range(size.seeds):
-                    seed = settings.seed + k
-                    start = time.perf_counter()
-                    method = _train(data, label, seed, steps, settings)
-                    result, samples = _evaluate(method, mixtures[data], seed)
-                    result.update(data=data, method=label, seed=seed,
-                                  seconds=time.perf_counter() - start)  # fmt: skip
-                    results.append(result)
-                    shown.setdefault((data, label), samples)
-                rows.append(_row(data, label, results))
-                details.extend(results)
+    for data in mixtures:
+        for label in METHOD_OPTIONS:
+            found = [
+                dict(r)
+                for p in parts
+                if (r := results[p.key])["data"] == data and r["method"] == label
+            ]
+            for r in found:
+                if "samples" in r:
+                    shown[(data, label)] = torch.tensor(r.pop("samples"))
+            rows.append(_row(data, label, found))
+            details.extend(found)
     summary, findings = _summary(rows)
     meta = {"samples": SAMPLES, "batch_size": BATCH, "steps": size.steps, "shared": SHARED,
             "methods": {k: {"method": m, **o} for k, (m, o) in METHOD_OPTIONS.items()},

@@ -98,15 +98,20 @@ def test_paper_preset_is_the_papers_scheme() -> None:
     assert gan.kde.codes is not None and len(gan.kde.codes) == 8  # the window is one iteration
 
 
-def test_warns_once_when_codes_carry_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A reversal that cannot keep up (a tiny step, no growth) leaves the ratio near 1."""
+@pytest.mark.parametrize(("warm", "advice"), [(True, "--rev-steps 2"), (False, "--warm-start")])
+def test_warns_once_when_codes_carry_nothing(
+    monkeypatch: pytest.MonkeyPatch, warm: bool, advice: str
+) -> None:
+    """A reversal that cannot keep up (a tiny step, no growth) leaves the ratio near 1;
+    the advice fits the scheme (warm-started bank or the paper's cold starts)."""
     monkeypatch.setattr(kdegan, "INFO_PATIENCE", 2)
     gan, data = bound(small(bank_size=8, rev_batch=8, rev_optimizer="sgd", rev_lr=1e-9,
-                            rev_restarts=0, refit_every=1), n=8)  # fmt: skip
+                            rev_restarts=0, refit_every=1, warm_start=warm), n=8)  # fmt: skip
     with pytest.warns(KDEGANWarning, match="carry little information") as caught:
         for _ in range(4):
             gan.train_step(Batch(data, None, torch.arange(8)))
     assert len(caught) == 1
+    assert advice in str(caught[0].message)
 
 
 def test_state_round_trip() -> None:

@@ -272,11 +272,14 @@ class KDEGAN(GAN):
         past = self._iteration > max(rotation, self._epoch, INFO_PATIENCE)
         if past and self._info > INFO_WARNING and not self._warned:
             self._warned = True
+            cfg = self.config
+            advice = ("--rev-steps 2 or a smaller --bank-size" if cfg.warm_start else
+                      "--warm-start (codes that keep improving across visits) or the default "
+                      "settings instead of --preset paper")  # fmt: skip
             warnings.warn(
                 f"kdegan: the bank's codes carry little information about their examples "
                 f"(info_ratio {self._info:.2f} > {INFO_WARNING} after {self._iteration} "
-                "iterations); the reversal is not keeping up: try --rev-steps 2 or a "
-                "smaller --bank-size",
+                f"iterations); the reversal is not keeping up: try {advice}",
                 KDEGANWarning,
                 stacklevel=2,
             )

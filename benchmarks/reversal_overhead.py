@@ -1,8 +1,10 @@
 """Cost of generator reversal in KDE-GAN training, and what the code bank holds for it.
 
-Measured side by side in one run on mnist5k with the same networks and batches:
+Measured side by side in one run on mnist5k (``--data`` picks another image set) with the
+same networks and batches:
   * the iteration time of ``gan``, of the default ``kdegan`` (a bank of 512 codes, 64
-    refreshed per iteration by one normalized step, 32 restart candidates), of
+    refreshed per iteration by one normalized step, restarts from a pool of 64 draws
+    renewed at each refit), of
     ``--preset paper`` (cold starts, Claim 4's test) and of the naive scheme of the
     paper's appendix (cold start, k steps every iteration) for k = 5, 20, 50 (the paper
     reports 1.9x, 4.9x and 9.8x a plain iteration in its TensorFlow code);
@@ -11,9 +13,11 @@ Measured side by side in one run on mnist5k with the same networks and batches:
     the loss against another example's; 1: the codes say nothing of their examples)
     against that of cold-start reversals of the same examples through the same final
     generator by 5, 20 and 50 steps (from N(0, I) draws, the default normalized rule).
-Target: the default at <= 1.3x a gan iteration.
+Target: the default at <= 1.3x a gan iteration (on mnist5k; on digits1000's 8x8 images
+the generator is most of a gan iteration, and one reversal step costs relatively more).
 
-    python benchmarks/reversal_overhead.py [--iters 20] [--rounds 5] [--train-steps 1500]
+    python benchmarks/reversal_overhead.py [--data mnist5k] [--iters 20] [--rounds 5]
+                                           [--train-steps 1500]
 """
 
 from __future__ import annotations
@@ -119,10 +123,11 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=20, help="iterations per method per round")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--train-steps", type=int, default=1500)
+    p.add_argument("--data", default="mnist5k", help="an image dataset")
     args = p.parse_args()
-    data = load("mnist5k")
-    spec = DataSpec(tuple(data.shape), 10, len(data))
-    print(f"mnist5k, batch 64, default networks, {torch.get_num_threads()} threads")
+    data = load(args.data)
+    spec = DataSpec(tuple(data.shape), None, len(data))
+    print(f"{args.data}, batch 64, default networks, {torch.get_num_threads()} threads")
     timing(data.images, spec, args.iters, args.rounds)
     bank_quality(data.images, spec, args.train_steps)
 

@@ -71,3 +71,12 @@ def test_tiny_memorisation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert 0 < rows["test images"]["mean_distance"] < rows["gan (N(0, I))"]["mean_distance"]
     assert rows["paper: kde"]["mean_distance"] == 4.26
     assert (settings.out / "closest.png").is_file() and "Mean distance" in outcome.summary
+    assert {"kdegan, KDE at 2x its bandwidth", "kdegan, KDE at 4x its bandwidth"} <= set(rows)
+    # by definition about 5% of the test images lie below the test distances' 5th percentile
+    assert rows["test images"]["closer_than_95pct_test"] == pytest.approx(0.05, abs=0.01)
+    assert all(r["inception_score"] >= 1.0 for r in rows.values() if r["n"] is not None)
+    checkpoint = settings.out / "runs" / "kdegan" / "checkpoints" / "latest.pt"
+    before = checkpoint.stat().st_mtime_ns
+    again = run_experiment("memorisation", settings)  # the finished runs are reused
+    assert checkpoint.stat().st_mtime_ns == before
+    assert again.rows == outcome.rows

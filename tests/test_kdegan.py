@@ -282,3 +282,16 @@ def test_bad_options(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and expect in err[0], err
     assert not out.exists()
+
+
+def test_analysis_refuses_codes_without_spread() -> None:
+    """t-SNE of identical codes crashed scikit-learn (a segfault after a 0/0 in its PCA):
+    ``--init zeros`` before a bias-free layer gives every example the code 0."""
+    from kdegen.analysis import _check_spread
+    from kdegen.errors import UsageError
+
+    with pytest.raises(UsageError, match="is the same"):
+        _check_spread(torch.zeros(10, 4), "random-weight")
+    with pytest.raises(UsageError, match="NaN"):
+        _check_spread(torch.tensor([[0.0, math.nan], [1.0, 2.0]]), "trained")
+    _check_spread(torch.randn(10, 4), "trained")

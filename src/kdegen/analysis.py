@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from kdegen import latent
+from kdegen.errors import UsageError
 from kdegen.images import save_grid
 from kdegen.priors import select_bandwidth
 from kdegen.reversal import invert
@@ -87,6 +88,8 @@ def analyze_latent(
     summary: dict[str, Any] = {"n": len(images), "reversal": _jsonable(options)}
     trained = latent.reverse_images(generator, images, batch_size, True, seed, **options)
     random = latent.reverse_images(random_generator, images, batch_size, True, seed, **options)
+    for name, codes in (("trained", trained.codes), ("random-weight", random.codes)):
+        _check_spread(codes, name)
     summary["mean_loss_trained"] = float(trained.loss.mean())
     summary["mean_loss_random"] = float(random.loss.mean())
     if labels is not None:
@@ -97,6 +100,17 @@ def analyze_latent(
         _mmd_curve(generator, images[: min(len(images), 128)], options, curve_steps, out)
     )
     return summary
+
+
+def _check_spread(codes: Tensor, name: str) -> None:
+    """Refuse codes that are all equal or not finite (t-SNE and the ratios need spread)."""
+    if not bool(torch.isfinite(codes).all()):
+        raise UsageError(f"reversal through the {name} generator gave NaN or infinite codes; "
+                         "use a smaller --lr or --optimizer normalized")  # fmt: skip
+    if len(codes) > 1 and float(codes.std(0).max()) == 0.0:
+        raise UsageError(f"every code reversed through the {name} generator is the same (its "
+                         "gradient at the initial codes is zero, e.g. --init zeros before a "
+                         "layer without bias); use --init prior or --init normal")  # fmt: skip
 
 
 def _jsonable(options: dict[str, Any]) -> dict[str, Any]:

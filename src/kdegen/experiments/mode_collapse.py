@@ -24,13 +24,12 @@ mode_count`); ``modes_10hq`` counts the modes with at least 10 (a diffuse genera
 scatters single samples over modes it does not really model), and the KL divergence
 of the high-quality samples' mode histogram from uniform
 tells how evenly the covered modes are filled. Full: 3 seeds, 3,000 steps on ring8 and
-6,000 on grid25 (about 80 minutes on 2 shared cores). Quick: ring8 only, 1 seed, 1,000
+6,000 on grid25 (27 minutes with ``--jobs 2`` on 2 cores). Quick: ring8 only, 1 seed, 1,000
 steps (about 2 minutes on one core, half of it the unrolled GAN): most methods cover the
-ring by then; the PacGAN2 question is about grid25 and needs the full run (or
-``--data grid25``). Each trained model is a
-part (``OUT/parts``): an interrupted run redoes only the models it had not finished, and
-``--jobs N`` trains N at a time. The runs are kept under ``OUT/runs``; the scatter plot shows each
-method's samples of the first seed over the data.
+ring by then; the PacGAN2 question is about grid25 and needs the full run (or ``--data
+grid25``). Each trained model is a part (``OUT/parts``): an interrupted run redoes only the
+models it had not finished, and ``--jobs N`` trains N at a time. The runs are kept under
+``OUT/runs``; the scatter plot shows each method's samples of the first seed over the data.
 """
 
 from __future__ import annotations

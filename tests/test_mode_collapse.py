@@ -35,6 +35,10 @@ def test_tiny_run_writes_table_json_and_plot(
     assert (tmp_path / "runs" / "grid25-pacgan2-seed0" / "checkpoints" / "latest.pt").is_file()
     config = json.loads((tmp_path / "runs" / "ring8-unrolled-seed0" / "config.json").read_text())
     assert config["method"] == "unrolled" and config["train"]["steps"] == 20
+    # each model is a part: a second run reuses all of them and writes the same table
+    assert main(argv) == 0
+    assert "reusing 14 of 14 finished parts" in capsys.readouterr().err
+    assert json.loads((tmp_path / "results.json").read_text())["rows"] == data["rows"]
 
 
 def test_one_mixture_and_bad_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -67,9 +67,17 @@ def setup(device: str = "auto") -> Context:
     return Context(rank, world, dev)
 
 
-def teardown() -> None:
-    """Leave the process group (if any)."""
+def teardown(synchronise: bool = True) -> None:
+    """Leave the process group (if any), after every process has come to leave it.
+
+    Without the barrier a process that finished first closed its gloo connections while
+    a peer was still writing its results, and the peer's transport thread aborted the
+    process (seen once in 2 processes on a loaded 2-core machine). After an error pass
+    ``synchronise=False``: the peers may be inside another collective, and leaving at
+    once makes theirs fail instead of waiting for the timeout."""
     if dist.is_initialized():
+        if synchronise:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -23,6 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``kdegen`` with ``argv`` (default: the process's arguments); returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     warnings.showwarning = show_warning
+    finished = False
     try:
         if not argv or argv[0] in ("-h", "--help"):
             _print_usage()
@@ -32,7 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if argv[0] not in COMMANDS:
             raise UsageError(f"unknown command {argv[0]!r}; choose one of: {', '.join(COMMANDS)}")
-        return COMMANDS[argv[0]](argv[1:])
+        code = COMMANDS[argv[0]](argv[1:])
+        finished = True
+        return code
     except UsageError as e:
         print(f"kdegen: error: {one_line(str(e))}", file=sys.stderr)
         return 2
@@ -43,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         from kdegen import distributed
 
-        distributed.teardown()
+        distributed.teardown(synchronise=finished)
 
 
 def _show_warning(

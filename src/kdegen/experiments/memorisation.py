@@ -116,12 +116,11 @@ def memorisation(settings: Settings) -> Outcome:
         )
     sets["test images"] = test.images
     embedding, _ = reference_classifier(data, settings)
-    rows, found = [], {}
-    test_nn = nearest_neighbour_distance(test.images, train.images)
-    close = float(torch.quantile(test_nn.distances.double(), 0.05))
+    found = {label: nearest_neighbour_distance(x.cpu(), train.images) for label, x in sets.items()}
+    close = float(torch.quantile(found["test images"].distances.double(), 0.05))
+    rows = []
     for label, images in sets.items():
-        r = nearest_neighbour_distance(images.cpu(), train.images)
-        found[label] = r
+        r = found[label]
         probs = embed_all(embedding, images.cpu()).probs
         assert probs is not None  # the classifier embedding classifies
         rows.append({"samples": label, "n": len(images), "mean_distance": r.mean / 2,

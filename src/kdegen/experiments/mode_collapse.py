@@ -223,21 +223,15 @@ def mode_collapse(settings: Settings) -> Outcome:
                 parts.append(Part(key, train_and_count, args, spec))  # fmt: skip
     with _one_thread():
         results = run_parts(settings, parts, "mode-collapse")
-    rows: list[dict[str, Any]] = []
-    details: list[dict[str, Any]] = []
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
     shown: dict[tuple[str, str], Tensor] = {}
-    for data in mixtures:
-        for label in METHOD_OPTIONS:
-            found = [
-                dict(r)
-                for p in parts
-                if (r := results[p.key])["data"] == data and r["method"] == label
-            ]
-            for r in found:
-                if "samples" in r:
-                    shown[(data, label)] = torch.tensor(r.pop("samples"))
-            rows.append(_row(data, label, found))
-            details.extend(found)
+    for p in parts:  # parts run data by data, method by method, seed by seed
+        r = dict(results[p.key])
+        if "samples" in r:
+            shown[(r["data"], r["method"])] = torch.tensor(r.pop("samples"))
+        grouped.setdefault((r["data"], r["method"]), []).append(r)
+    rows = [_row(data, label, found) for (data, label), found in grouped.items()]
+    details = [r for found in grouped.values() for r in found]
     summary, findings = _summary(rows)
     meta = {"samples": SAMPLES, "batch_size": BATCH, "steps": size.steps, "shared": SHARED,
             "methods": {k: {"method": m, **o} for k, (m, o) in METHOD_OPTIONS.items()},

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from kdegen.config import from_dict
 from kdegen.data import load
 from kdegen.evaluation.embed import EmbedSettings, Reference, classifier_embedding
 from kdegen.evaluation.metrics import inception_score, mode_count
@@ -35,7 +36,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "no restarts": ("kdegan", {"rev_restarts": 0}),
     "no background": ("kdegan", {"background": 0.0}),
     "bank of every example": ("kdegan", {"bank_size": 0}),
-    "sgd at lr 1": ("kdegan", {"rev_optimizer": "sgd", "rev_lr": 1.0}),
+    "sgd at lr 1": ("kdegan", {"reversal": {"optimizer": "sgd", "lr": 1.0}}),
     "paper preset": ("kdegan", dict(KDEGAN.presets["paper"])),
 }
 SETTINGS = {  # data -> (steps, batch, shared options)
@@ -51,8 +52,8 @@ def train(name: str, data: str, seed: int) -> tuple[Method, list[float], float]:
     d = load(data, "train")
     torch.manual_seed(seed)
     cls = METHODS.get(method_name)
-    method: Method = cls(cls.Config(**{**shared, **options}), DataSpec(d.shape, None, len(d)),
-                         torch.device("cpu"))  # fmt: skip
+    config = from_dict(cls.Config, {**shared, **options}, name)
+    method: Method = cls(config, DataSpec(d.shape, None, len(d)), torch.device("cpu"))
     method.bind_data(d.images, None)
     stream = BatchStream(len(d), batch, seed)
     early: list[float] = []

@@ -29,13 +29,13 @@ from typing import Any
 
 import torch
 
-from kdegen.config import TrainConfig
+from kdegen.config import TrainConfig, from_dict
 from kdegen.data import load
 from kdegen.distributed import Context
 from kdegen.methods import Batch, DataSpec, Method
 from kdegen.methods.gan import GAN, GANConfig
 from kdegen.methods.kdegan import KDEGAN, KDEGANConfig
-from kdegen.reversal import LOSSES, invert
+from kdegen.reversal import LOSSES, ReversalConfig, invert
 from kdegen.training import BatchStream, Trainer
 
 CPU = torch.device("cpu")
@@ -50,9 +50,10 @@ def build(kind: str, spec: DataSpec, images: torch.Tensor) -> Method:
     if kind == "paper":
         options = dict(KDEGAN.presets["paper"])
     elif kind.startswith("naive"):  # cold start, k steps of the default rule every iteration
-        options = {"bank_size": 0, "warm_start": False, "rev_steps": int(kind.split("-")[1]),
+        steps = int(kind.split("-")[1])
+        options = {"bank_size": 0, "warm_start": False, "reversal": {"steps": steps},
                    "rev_restarts": 0, "kde_window": 1, "refit_every": 1}  # fmt: skip
-    method = KDEGAN(KDEGANConfig(**options), spec, CPU)
+    method = KDEGAN(from_dict(KDEGANConfig, options, kind), spec, CPU)
     method.bind_data(images, None)
     return method
 
@@ -112,7 +113,7 @@ def bank_quality(images: torch.Tensor, spec: DataSpec, train_steps: int) -> None
     print(f"after {train_steps} kdegan iterations, its bank of {len(x)} codes: information "
           f"ratio {ratio:.3f}, mean 1/2||G(z) - x||^2 {loss:.2f}")  # fmt: skip
     for steps in (5, 20, 50):
-        r = invert(method.G, x, steps=steps, rng=torch.Generator().manual_seed(0))
+        r = invert(method.G, x, ReversalConfig(steps=steps), rng=torch.Generator().manual_seed(0))
         ratio_c, loss_c = information(method.G, r.codes, x)
         print(f"  cold-start reversal of the same examples, {steps:>2} steps: information "
               f"ratio {ratio_c:.3f}, mean loss {loss_c:.2f}")  # fmt: skip

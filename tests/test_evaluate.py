@@ -234,20 +234,22 @@ def test_file_reference_and_embeddings(tmp_path: Path) -> None:
     gen = save_npz(tmp_path / "gen.npz", load("digits", "train").images[:100])
     small = ClassifierConfig(width=8, epochs=1, min_steps=100)  # trained on the file: keep it short
     for embedding in ("pixels", "pca", "classifier"):
-        cfg = EvalConfig("ddm,inception_score", embedding, progress=False, classifier=small)
+        cfg = EvalConfig(
+            metrics="ddm,inception_score", embedding=embedding, progress=False, classifier=small
+        )
         result = evaluate(str(gen), str(ref), cfg)  # classifier: trained on the labelled file
         assert result.metrics["ddm"].value > 0 and "train" not in result.sizes
-    cfg = EvalConfig("all", progress=False, classifier=small)
+    cfg = EvalConfig(metrics="all", progress=False, classifier=small)
     result = evaluate(str(gen), str(ref), cfg)
     assert "ddm_relative" in result.skipped and "--train-data" in result.skipped["ddm_relative"]
-    cfg = EvalConfig("ddm_relative", train_data="digits", progress=False)
+    cfg = EvalConfig(metrics="ddm_relative", train_data="digits", progress=False)
     assert evaluate(str(gen), str(ref), cfg).sizes["train"] == 1438
 
 
 def test_point_sets_count_modes(tmp_path: Path) -> None:
     ring = load("ring8:n=400", "test").images
     gen = save_npz(tmp_path / "ring.npz", ring)
-    result = evaluate(str(gen), "ring8:n=400", EvalConfig("all", progress=False))
+    result = evaluate(str(gen), "ring8:n=400", EvalConfig(metrics="all", progress=False))
     assert result.embedding["name"] == "pixels"
     assert result.metrics["mode_count"].numbers["modes_hit"] == 8
     assert "inception_score" in result.skipped and "points" in result.skipped["inception_score"]
@@ -325,7 +327,7 @@ def test_nan_features_are_refused(
             "--out", str(tmp_path / "e.json")]  # fmt: skip
     assert "NaN" in fails_cleanly(argv, capsys, tmp_path)
     with pytest.raises(UsageError, match="NaN"):
-        evaluate(gen, "digits", EvalConfig("ddm", "pixels", progress=False))
+        evaluate(gen, "digits", EvalConfig(metrics="ddm", embedding="pixels", progress=False))
 
 
 @pytest.mark.parametrize(
@@ -367,7 +369,7 @@ def test_classifier_reaches_95_percent_on_mnist5k() -> None:
 @pytest.mark.slow
 def test_mnist1000_counts_numbers(tmp_path: Path) -> None:
     real = save_npz(tmp_path / "m.npz", load("mnist1000:n=3000", "train").images)
-    result = evaluate(str(real), "mnist1000", EvalConfig("digit_modes,inception_score",
+    result = evaluate(str(real), "mnist1000", EvalConfig(metrics="digit_modes,inception_score",
                                                          progress=False))  # fmt: skip
     assert result.embedding["tiles"] == 3
     assert result.metrics["digit_modes"].numbers["distinct"] > 900

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -13,18 +14,25 @@ import torch
 
 from kdegen import runs
 from kdegen.cli import main
-from kdegen.config import RunConfig, TrainConfig
+from kdegen.config import RunConfig, TrainConfig, from_dict
 from kdegen.methods import Batch, DataSpec, kdegan
 from kdegen.methods.kdegan import KDEGAN, KDEGANConfig, KDEGANWarning
 from kdegen.priors import KDE
+from kdegen.reversal import ReversalConfig
 from kdegen.rundir import RunDir
+
+REVERSAL = {f.name for f in dataclasses.fields(ReversalConfig)}
 
 SPEC = DataSpec((2,), None, 40)
 CPU = torch.device("cpu")
 
 
 def small(**kw: object) -> KDEGANConfig:
-    return KDEGANConfig(latent=3, hidden=16, layers=2, **kw)  # type: ignore[arg-type]
+    """A small kdegan; ``rev_*`` keywords are options of its reversal (``rev_steps=2``)."""
+    rev: dict[str, object] = {"steps": 1}
+    rev.update({k[4:]: kw.pop(k) for k in list(kw) if k.startswith("rev_") and k[4:] in REVERSAL})
+    reversal = ReversalConfig(**rev)  # type: ignore[arg-type]
+    return KDEGANConfig(latent=3, hidden=16, layers=2, reversal=reversal, **kw)  # type: ignore[arg-type]
 
 
 def bound(config: KDEGANConfig, n: int = 40, seed: int = 0) -> tuple[KDEGAN, torch.Tensor]:
@@ -87,8 +95,7 @@ def test_warm_start_continues_and_cold_start_restarts() -> None:
 def test_paper_preset_is_the_papers_scheme() -> None:
     """Cold starts of std 1e-4, SGD at lr 1, Claim 4's test against samples of the
     current KDE, the KDE fitted on this iteration's codes alone."""
-    config = small(**{k: v for k, v in KDEGAN.presets["paper"].items() if k != "rev_batch"},
-                   rev_batch=8)  # fmt: skip
+    config = from_dict(KDEGANConfig, {**KDEGAN.presets["paper"], "rev_batch": 8}, "paper", small())
     gan, data = bound(config)
     assert len(gan.bank) == 40 and len(gan.bank.usable()) == 0  # tiny codes are not used
     losses = gan.train_step(Batch(data[:8], None, torch.arange(8)))
@@ -206,7 +213,7 @@ def test_cli_analyze_latent(run: Path, tmp_path: Path) -> None:
         ),
         (
             ["sample", "{run}", "--prior", "kde", "--background", "1.5", "--out", "{tmp}/s.png"],
-            "[0, 1]",
+            "--background must be at most 1",
         ),
         (
             [
@@ -236,7 +243,7 @@ def test_cli_analyze_latent(run: Path, tmp_path: Path) -> None:
         ),
         (
             ["reverse", "{run}", "--data", "digits", "--lr", "0", "--out", "{tmp}/c.npz"],
-            "learning rate",
+            "--lr must be > 0",
         ),
         (
             ["traverse", "{run}", "--data", "digits", "--points", "1", "--out", "{tmp}/t.png"],
@@ -244,7 +251,7 @@ def test_cli_analyze_latent(run: Path, tmp_path: Path) -> None:
         ),
         (
             ["explore", "{run}", "--data", "digits", "--radius", "0", "--out", "{tmp}/e.png"],
-            "positive",
+            "--radius must be > 0",
         ),
         (["analyze", "{run}"], "analyze latent"),
     ],
@@ -268,9 +275,11 @@ def test_bad_inputs(
         (["--kde-bandwidth", "0.3*foo"], "bandwidth"),
         (["--bank-size", "-1"], "--bank-size"),
         (["--rev-restarts", "-2"], "--rev-restarts"),
-        (["--background", "1.5"], "[0, 1]"),
+        (["--background", "1.5"], "--background must be at most 1"),
         (["--rev-optimizer", "lbfgs"], "--rev-optimizer"),
-        (["--rev-lr", "0"], "learning rate"),
+        (["--rev-lr", "0"], "--rev-lr must be > 0"),
+        (["--rev-level", "2"], "--rev-level must be < 1"),
+        (["--rev-steps", "1.5"], "invalid int"),
     ],
 )
 def test_bad_options(

@@ -25,10 +25,11 @@ import torch
 from torch import Tensor, nn
 
 from kdegen import latent
+from kdegen.config import replace, to_dict
 from kdegen.errors import UsageError
 from kdegen.images import save_grid
-from kdegen.priors import select_bandwidth
-from kdegen.reversal import invert
+from kdegen.priors import Prior, select_bandwidth
+from kdegen.reversal import ReversalConfig, invert
 
 
 def _plot() -> Any:
@@ -65,8 +66,10 @@ def analyze_latent(
     images: Tensor,
     labels: Tensor | None,
     train_codes: Tensor,
-    options: dict[str, Any],
+    config: ReversalConfig,
     out: Path,
+    *,
+    prior: Prior | None = None,
     curve_steps: int = 400,
     batch_size: int = 256,
     seed: int = 0,
@@ -79,15 +82,20 @@ def analyze_latent(
         images: data to reverse (N, *shape), on the generators' device.
         labels: (N,) labels for colouring and the cluster ratio, or None.
         train_codes: codes of training data for the holdout KDE (e.g. the code bank).
-        options: keyword arguments of :func:`kdegen.reversal.invert`.
+        config: the reversal's options.
         out: an existing folder.
+        prior: the distribution driving the trained generator (init="prior").
         curve_steps: length of the loss and MMD curves.
         batch_size: reversal batch size.
         seed: seed of initial codes and t-SNE.
     """
-    summary: dict[str, Any] = {"n": len(images), "reversal": _jsonable(options)}
-    trained = latent.reverse_images(generator, images, batch_size, True, seed, **options)
-    random = latent.reverse_images(random_generator, images, batch_size, True, seed, **options)
+    summary: dict[str, Any] = {"n": len(images), "reversal": to_dict(config)}
+    trained, random = (
+        latent.reverse_images(
+            net, images, config, prior=prior, batch_size=batch_size, seed=seed, progress=True
+        )
+        for net in (generator, random_generator)
+    )
     for name, codes in (("trained", trained.codes), ("random-weight", random.codes)):
         _check_spread(codes, name)
     summary["mean_loss_trained"] = float(trained.loss.mean())
@@ -95,9 +103,11 @@ def analyze_latent(
     if labels is not None:
         summary.update(_structure(trained.codes, random.codes, labels.cpu(), out, seed))
     summary.update(_holdout(train_codes.cpu(), trained.codes, out))
-    summary.update(_random_reconstruction(random_generator, images[:64], options, curve_steps, out))
     summary.update(
-        _mmd_curve(generator, images[: min(len(images), 128)], options, curve_steps, out)
+        _random_reconstruction(random_generator, images[:64], config, prior, curve_steps, out)
+    )
+    summary.update(
+        _mmd_curve(generator, images[: min(len(images), 128)], config, prior, curve_steps, out)
     )
     return summary
 
@@ -105,16 +115,16 @@ def analyze_latent(
 def _check_spread(codes: Tensor, name: str) -> None:
     """Refuse codes that are all equal or not finite (t-SNE and the ratios need spread)."""
     if not bool(torch.isfinite(codes).all()):
-        raise UsageError(f"reversal through the {name} generator gave NaN or infinite codes; "
-                         "use a smaller --lr or --optimizer normalized")  # fmt: skip
+        raise UsageError(
+            f"reversal through the {name} generator gave NaN or infinite codes; "
+            "use a smaller --lr or --optimizer normalized"
+        )
     if len(codes) > 1 and float(codes.std(0).max()) == 0.0:
-        raise UsageError(f"every code reversed through the {name} generator is the same (its "
-                         "gradient at the initial codes is zero, e.g. --init zeros before a "
-                         "layer without bias); use --init prior or --init normal")  # fmt: skip
-
-
-def _jsonable(options: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in options.items() if isinstance(v, int | float | str | None)}
+        raise UsageError(
+            f"every code reversed through the {name} generator is the same (its "
+            "gradient at the initial codes is zero, e.g. --init zeros before a "
+            "layer without bias); use --init prior or --init normal"
+        )
 
 
 def _structure(
@@ -150,19 +160,28 @@ def _holdout(train_codes: Tensor, test_codes: Tensor, out: Path) -> dict[str, An
     fig.savefig(out / "holdout.png")
     plt.close(fig)
     best = int(np.argmax(values))
-    return {"holdout_bandwidths": grid, "holdout_log_likelihood": values,
-            "holdout_best_bandwidth": grid[best], "holdout_best": values[best]}  # fmt: skip
+    return {
+        "holdout_bandwidths": grid,
+        "holdout_log_likelihood": values,
+        "holdout_best_bandwidth": grid[best],
+        "holdout_best": values[best],
+    }
 
 
 def _random_reconstruction(
-    generator: nn.Module, images: Tensor, options: dict[str, Any], steps: int, out: Path
+    generator: nn.Module,
+    images: Tensor,
+    config: ReversalConfig,
+    prior: Prior | None,
+    steps: int,
+    out: Path,
 ) -> dict[str, Any]:
-    opts = {**options, "stop": "steps"}
     rows = [images.cpu()]
     curve: list[float] = []
     for k in sorted({min(5, steps), min(20, steps), steps}):
-        r = invert(generator, images, **{**opts, "steps": k},
-                   rng=torch.Generator(device=images.device).manual_seed(0))  # fmt: skip
+        short = replace(config, {"stop": "steps", "steps": k})
+        rng = torch.Generator(device=images.device).manual_seed(0)
+        r = invert(generator, images, short, prior=prior, rng=rng)
         assert r.reconstructions is not None
         rows.append(r.reconstructions.cpu())
         curve = r.losses
@@ -181,13 +200,18 @@ def _random_reconstruction(
 
 
 def _mmd_curve(
-    generator: nn.Module, images: Tensor, options: dict[str, Any], steps: int, out: Path
+    generator: nn.Module,
+    images: Tensor,
+    config: ReversalConfig,
+    prior: Prior | None,
+    steps: int,
+    out: Path,
 ) -> dict[str, Any]:
     # the paper's start: every code at init_std * N(0, I), so real and generated codes begin
     # alike and part as the reversal proceeds
-    opts = {**options, "stop": "mmd", "tol": math.inf, "level": None, "steps": steps,
-            "init": "normal"}  # fmt: skip
-    r = invert(generator, images, **opts, rng=torch.Generator(device=images.device).manual_seed(0))
+    curve = {"stop": "mmd", "tol": math.inf, "level": None, "steps": steps, "init": "normal"}
+    rng = torch.Generator(device=images.device).manual_seed(0)
+    r = invert(generator, images, replace(config, curve), prior=prior, rng=rng)
     plt = _plot()
     fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
     ax.plot(range(1, len(r.mmd) + 1), r.mmd)

@@ -15,13 +15,14 @@ paper's own scheme.
 from __future__ import annotations
 
 import math
+import typing
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from kdegen.errors import UsageError
-from kdegen.reversal import INITS, Reversal, StepState, initial_codes, invert
+from kdegen.reversal import Init, Reversal, ReversalConfig, StepState, initial_codes, invert
 
 
 class CodeBank:
@@ -40,15 +41,24 @@ class CodeBank:
     """
 
     def __init__(
-        self, members: Tensor | int, dim: int, init: str = "prior", init_std: float = 1e-4,
-        seed: int = 0, device: str | torch.device = "cpu", step_length: float = 0.2,
-    ) -> None:  # fmt: skip
+        self,
+        members: Tensor | int,
+        dim: int,
+        init: str = "prior",
+        init_std: float = 1e-4,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        step_length: float = 0.2,
+    ) -> None:
         ids = torch.arange(members) if isinstance(members, int) else members.long().cpu()
         if ids.dim() != 1 or len(ids) < 1 or dim < 1:
-            raise UsageError(f"a code bank needs at least one member and dim >= 1, got "
-                             f"{tuple(ids.shape)} members of dim {dim}")  # fmt: skip
-        if init not in INITS:
-            raise UsageError(f"unknown init {init!r}; choose one of: {', '.join(INITS)}")
+            raise UsageError(
+                f"a code bank needs at least one member and dim >= 1, got "
+                f"{tuple(ids.shape)} members of dim {dim}"
+            )
+        if init not in typing.get_args(Init):
+            choices = ", ".join(typing.get_args(Init))
+            raise UsageError(f"unknown init {init!r}; choose one of: {choices}")
         dev = torch.device(device)
         self.rng = torch.Generator().manual_seed(seed)
         m = len(ids)
@@ -93,21 +103,29 @@ class CodeBank:
         return taken
 
     def reverse(
-        self, generator: nn.Module, images: Tensor, slots: Tensor, warm_start: bool = True,
+        self,
+        generator: nn.Module,
+        images: Tensor,
+        slots: Tensor,
+        config: ReversalConfig,
+        warm_start: bool = True,
         **invert_kwargs: Any,
-    ) -> Reversal:  # fmt: skip
+    ) -> Reversal:
         """Continue (or, without ``warm_start``, restart) the reversal of members ``slots``.
 
-        ``images`` is the whole training set; keyword arguments go to
-        :func:`kdegen.reversal.invert`. Nothing is stored: see :meth:`store`.
+        ``images`` is the whole training set; ``config`` and the keyword arguments
+        (``prior``, ``candidates``) go to :func:`kdegen.reversal.invert`. Nothing is
+        stored: see :meth:`store`.
         """
         slots = slots.to(self.members.device)
         x = images[self.members[slots].to(images.device)]
         if not warm_start:
-            return invert(generator, x, reconstruct=False, **invert_kwargs)
+            return invert(generator, x, config, reconstruct=False, **invert_kwargs)
         state = StepState(self.state.length[slots], self.state.direction[slots])
-        return invert(generator, x, init_codes=self.codes[slots], state=state,
-                      reconstruct=False, **invert_kwargs)  # fmt: skip
+        codes = self.codes[slots]
+        return invert(
+            generator, x, config, init_codes=codes, state=state, reconstruct=False, **invert_kwargs
+        )
 
     def store(self, slots: Tensor, result: Reversal, iteration: int) -> None:
         """Write what a reversal of members ``slots`` found (e.g. gathered from another
@@ -136,11 +154,18 @@ class CodeBank:
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "members": self.members, "codes": self.codes, "step_length": self.state.length,
-            "direction": self.state.direction, "refreshed": self.refreshed,
-            "visits": self.visits, "steps": self.steps, "loss": self.loss,
-            "order": self.order, "position": self.position, "rng": self.rng.get_state(),
-        }  # fmt: skip
+            "members": self.members,
+            "codes": self.codes,
+            "step_length": self.state.length,
+            "direction": self.state.direction,
+            "refreshed": self.refreshed,
+            "visits": self.visits,
+            "steps": self.steps,
+            "loss": self.loss,
+            "order": self.order,
+            "position": self.position,
+            "rng": self.rng.get_state(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["codes"].shape != self.codes.shape or not torch.equal(

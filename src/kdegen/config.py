@@ -1,66 +1,88 @@
-"""Typed, frozen configuration dataclasses: JSON round trip and command-line flags.
+"""Typed, frozen configurations: the one source of every entry point's options.
 
-Each component owns a frozen dataclass with its defaults (the trainer's
-:class:`TrainConfig` here, each method's next to the method). A field ``batch_size``
-is the flag ``--batch-size``; unknown keys in a JSON file or mapping are rejected.
-A run's resolved configuration is a :class:`RunConfig` saved as ``config.json``.
+Each entry point (``train`` per method, ``sample``, ``reverse`` and the other latent
+commands, ``evaluate``, the experiments) takes a frozen dataclass deriving
+:class:`Config`. Its fields are the whole specification: the type (``Literal`` for a
+choice, ``X | None``, a tuple, a nested config), the default, and :func:`option`'s help
+text and bounds. :func:`check` enforces them when an instance is made, so the Python
+API and the command line refuse the same values with the same one-line message;
+:func:`to_dict` / :func:`from_dict` are the JSON round trip of ``config.json`` (unknown
+keys and wrong types refused); :mod:`kdegen.cli.flags` derives flags, ``--help``
+defaults and ``--dry-run`` output from the same fields.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
+import math
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from kdegen.errors import UsageError
 
 C = TypeVar("C")
 
+_BOUNDS = {
+    "ge": (lambda v, b: v >= b, "must be at least {}"),
+    "gt": (lambda v, b: v > b, "must be > {}"),
+    "le": (lambda v, b: v <= b, "must be at most {}"),
+    "lt": (lambda v, b: v < b, "must be < {}"),
+}
 
-def option(default: Any, help: str, **kwargs: Any) -> Any:
-    """A dataclass field with a help text used for its command-line flag."""
-    return field(default=default, metadata={"help": help, **kwargs})
+
+def option(
+    default: Any = MISSING,
+    help: str = "",
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    finite: bool = True,
+    prefix: str | None = None,
+    positional: bool = False,
+    metavar: str | None = None,
+) -> Any:
+    """A config field: its default (none: required), help text and checks.
+
+    Args:
+        ge, gt, le, lt: bounds of a number (``None`` values are not checked).
+        finite: refuse NaN and infinite floats (the default).
+        prefix: for a nested config, the flag prefix of its fields (``rev``: ``--rev-lr``).
+        positional: a positional command-line argument instead of a ``--flag``.
+        metavar: the value's name in ``--help``.
+    """
+    bounds = {k: v for k, v in {"ge": ge, "gt": gt, "le": le, "lt": lt}.items() if v is not None}
+    meta = {"help": help, "bounds": bounds, "finite": finite, "prefix": prefix}
+    meta.update(positional=positional, metavar=metavar)
+    return field(default=default, metadata=meta)
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """What the generic trainer needs: data, schedule, logging and checkpoint intervals."""
+class FieldError(UsageError):
+    """A field's value is out of its type or bounds; names the field for its flag."""
 
-    data: str = option("mnist5k", "dataset name (see `kdegen datasets`) or image folder/.npz/.npy")
-    steps: int = option(2000, "total training steps (iterations of the method)")
-    batch_size: int = option(64, "examples per step, summed over all processes")
-    seed: int = option(0, "random seed: the same seed repeats a run exactly (on the CPU)")
-    log_every: int = option(10, "append averaged losses to metrics.jsonl every N steps")
-    sample_every: int = option(500, "write a sample grid from fixed noise every N steps")
-    checkpoint_every: int = option(500, "write checkpoints/latest.pt every N steps")
-    keep_checkpoints: int = option(2, "numbered checkpoints kept beside latest.pt (0: none)")
-    grid_size: int = option(64, "images in each sample grid")
-    device: str = option("auto", "cpu, cuda, cuda:N, mps, or auto (cuda when available)")
-    eval_every: int = option(0, "evaluate samples every N steps into metrics.jsonl (0: never)")
-    eval_metrics: str = option(
-        "auto",
-        "metrics of --eval-every (auto: inception_score,fid for images; see `kdegen metrics`)",
-    )
-    eval_n: int = option(2000, "samples drawn for each evaluation of --eval-every")
+    def __init__(self, name: str, detail: str) -> None:
+        super().__init__(f"--{flag_name(name)} {detail}")
+        self.name, self.detail = name, detail
+
+    def under(self, prefix: str) -> FieldError:
+        """The same error for a nested field whose flags carry ``prefix``."""
+        return FieldError(f"{prefix}_{self.name}" if prefix else self.name, self.detail)
+
+
+class Config:
+    """Base of config dataclasses: fields are checked (and normalised) on construction.
+
+    Subclasses with checks across fields extend ``__post_init__`` and call this first.
+    """
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "log_every", "sample_every", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise UsageError(
-                    f"--{flag_name(name)} must be at least 1, got {getattr(self, name)}"
-                )
-        if self.keep_checkpoints < 0:
-            raise UsageError(f"--keep-checkpoints must be >= 0, got {self.keep_checkpoints}")
-        if self.grid_size < 1:
-            raise UsageError(f"--grid-size must be at least 1, got {self.grid_size}")
-        if self.eval_every < 0 or self.eval_n < 2:
-            raise UsageError("--eval-every must be >= 0 (0: never) and --eval-n at least 2")
+        check(self)
 
 
 def flag_name(field_name: str) -> str:
@@ -68,109 +90,170 @@ def flag_name(field_name: str) -> str:
     return field_name.replace("_", "-")
 
 
-def to_dict(cfg: Any) -> dict[str, Any]:
-    """A config dataclass as a JSON-ready dict (tuples become lists)."""
-    return json.loads(json.dumps(dataclasses.asdict(cfg)))
-
-
-def _field_types(cls: type) -> dict[str, Any]:
+def field_types(cls: type) -> dict[str, Any]:
+    """The resolved type of each field of a config class."""
     return typing.get_type_hints(cls)
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Check/convert a JSON value to the field type ``tp``; UsageError when it does not fit."""
+def literal_choices(tp: Any) -> tuple[Any, ...] | None:
+    """The allowed values of a ``Literal`` type (also inside ``X | None``), else None."""
+    for t in (tp, *typing.get_args(tp)):
+        if typing.get_origin(t) is Literal:
+            return typing.get_args(t)
+    return None
+
+
+def check(cfg: Any) -> None:
+    """Check every field of ``cfg`` against its type and bounds; ints given for floats and
+    lists given for tuples are stored as floats and tuples."""
+    types_ = field_types(type(cfg))
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        fixed = _coerce(value, types_[f.name], f.name)
+        if fixed is not value:
+            object.__setattr__(cfg, f.name, fixed)
+        _check_bounds(fixed, f)
+
+
+def _check_bounds(value: Any, f: dataclasses.Field[Any]) -> None:
+    numbers = value if isinstance(value, tuple) else (value,)
+    for v in numbers:
+        if not isinstance(v, int | float) or isinstance(v, bool):
+            continue
+        if isinstance(v, float) and f.metadata.get("finite", True) and not math.isfinite(v):
+            raise FieldError(f.name, f"must be a finite number, got {v}")
+        for kind, bound in f.metadata.get("bounds", {}).items():
+            test, text = _BOUNDS[kind]
+            if not test(v, bound):
+                raise FieldError(f.name, f"{text.format(bound)}, got {v}")
+
+
+def _coerce(value: Any, tp: Any, name: str) -> Any:
+    """``value`` as field type ``tp``; FieldError when it does not fit."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        for arg in args:
-            if arg is type(None):
-                continue
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
             try:
-                return _coerce(value, arg, where)
-            except UsageError:
-                continue
-        raise UsageError(f"{where}: {value!r} is not a valid {tp}")
+                return _coerce(value, arg, name)
+            except FieldError as e:
+                errors.append(e.detail)
+        raise FieldError(name, errors[0] if len(errors) == 1 else f"got an invalid {value!r}")
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            shown = ", ".join(str(c) for c in choices)
+            raise FieldError(name, f"must be one of {shown}, got {value!r}")
+        return value
     if origin is tuple:
         if not isinstance(value, list | tuple):
-            raise UsageError(f"{where}: expected a list, got {value!r}")
-        (item,) = {a for a in typing.get_args(tp) if a is not Ellipsis}
-        return tuple(_coerce(v, item, where) for v in value)
+            raise FieldError(name, f"expects a list, got {value!r}")
+        item = typing.get_args(tp)[0]
+        items = tuple(_coerce(v, item, name) for v in value)
+        return value if items == value and isinstance(value, tuple) else items
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        if not isinstance(value, tp):
+            raise FieldError(name, f"expects a {tp.__name__}, got {value!r}")
+        return value
+    return _coerce_scalar(value, tp, name)
+
+
+def _coerce_scalar(value: Any, tp: Any, name: str) -> Any:
     if tp is bool:
         if not isinstance(value, bool):
-            raise UsageError(f"{where}: expected true or false, got {value!r}")
+            raise FieldError(name, f"expects true or false, got {value!r}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise UsageError(f"{where}: expected an integer, got {value!r}")
+            raise FieldError(name, f"expects an integer, got {value!r}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise UsageError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+            raise FieldError(name, f"expects a number, got {value!r}")
+        return value if isinstance(value, float) else float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise UsageError(f"{where}: expected a string, got {value!r}")
+            raise FieldError(name, f"expects a string, got {value!r}")
         return value
+    if tp is Path:
+        if not isinstance(value, str | Path):
+            raise FieldError(name, f"expects a path, got {value!r}")
+        return value if isinstance(value, Path) else Path(value)
     raise TypeError(f"unsupported config field type {tp}")
 
 
-def from_dict(cls: type[C], data: Mapping[str, Any], where: str = "config") -> C:
-    """Build config ``cls`` from a mapping; unknown keys and ill-typed values are rejected."""
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A config dataclass as a JSON-ready dict (nested configs as objects, tuples as lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+
+
+def from_dict(cls: type[C], data: Mapping[str, Any], where: str = "config", base: Any = None) -> C:
+    """Build config ``cls`` from a mapping, on top of ``base`` (default: the field defaults).
+
+    Nested configs are mappings themselves and merge into the base's. Unknown keys,
+    ill-typed values and values out of bounds are refused with ``where`` and the key.
+    """
     if not isinstance(data, Mapping):
         raise UsageError(f"{where}: expected an object, got {type(data).__name__}")
-    types_ = _field_types(cls)
+    types_ = field_types(cls)
     unknown = sorted(set(data) - set(types_))
     if unknown:
         raise UsageError(
             f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(types_)}"
         )
-    kwargs = {k: _coerce(v, types_[k], f"{where}.{k}") for k, v in data.items()}
-    return cls(**kwargs)
-
-
-def add_flags(parser: argparse.ArgumentParser, cls: type, defaults: Any = None) -> None:
-    """Add one ``--flag`` per field of ``cls``; values default to None (meaning "not given")."""
-    types_ = _field_types(cls)
-    group = parser.add_argument_group(cls.__name__)
-    for f in fields(cls):
-        tp = types_[f.name]
-        name = "--" + flag_name(f.name)
-        default = getattr(defaults, f.name) if defaults is not None else f.default
-        help_ = f"{f.metadata.get('help', '')} (default: {default})"
-        choices = f.metadata.get("choices")
-        if tp is bool:
-            group.add_argument(
-                name, action=argparse.BooleanOptionalAction, default=None, help=help_
-            )
-        elif typing.get_origin(tp) is tuple:
-            item = typing.get_args(tp)[0]
-            group.add_argument(name, type=item, nargs="+", default=None, help=help_)
+    values = {}
+    for key, value in data.items():
+        tp = types_[key]
+        if dataclasses.is_dataclass(tp) and isinstance(value, Mapping):
+            inner = getattr(base, key) if base is not None else _default(cls, key)
+            values[key] = from_dict(tp, value, f"{where}.{key}", inner)  # type: ignore[arg-type]
         else:
-            base = _scalar_type(tp)
-            group.add_argument(name, type=base, default=None, help=help_, choices=choices)
+            values[key] = value
+    try:
+        if base is not None:
+            return dataclasses.replace(base, **values)
+        return cls(**values)
+    except FieldError as e:
+        raise UsageError(f"{where}.{e.name}: {e.detail}") from None
+    except TypeError as e:  # a required field is missing
+        raise UsageError(f"{where}: {e}") from None
 
 
-def _scalar_type(tp: Any) -> Any:
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        return next(a for a in typing.get_args(tp) if a is not type(None))
-    return tp
-
-
-def given_values(cls: type, namespace: argparse.Namespace) -> dict[str, Any]:
-    """The fields of ``cls`` that were set on the command line."""
-    out = {}
-    for f in fields(cls):
-        value = getattr(namespace, f.name, None)
-        if value is not None:
-            out[f.name] = tuple(value) if isinstance(value, list) else value
-    return out
+def _default(cls: type, name: str) -> Any:
+    f = next(f for f in fields(cls) if f.name == name)
+    if f.default is not MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not MISSING else None
 
 
 def replace(cfg: C, values: Mapping[str, Any]) -> C:
-    """``dataclasses.replace`` for frozen configs (validation runs again)."""
+    """``dataclasses.replace`` for frozen configs (the checks run again)."""
     return dataclasses.replace(cfg, **values)  # type: ignore[type-var]
+
+
+@dataclass(frozen=True)
+class TrainConfig(Config):
+    """What the generic trainer needs: data, schedule, logging and checkpoint intervals."""
+
+    data: str = option("mnist5k", "dataset name (see `kdegen datasets`) or image folder/.npz/.npy")
+    steps: int = option(2000, "total training steps (iterations of the method)", ge=1)
+    batch_size: int = option(64, "examples per step, summed over all processes", ge=1)
+    seed: int = option(0, "random seed: the same seed repeats a run exactly (on the CPU)")
+    log_every: int = option(10, "append averaged losses to metrics.jsonl every N steps", ge=1)
+    sample_every: int = option(500, "write a sample grid from fixed noise every N steps", ge=1)
+    checkpoint_every: int = option(500, "write checkpoints/latest.pt every N steps", ge=1)
+    keep_checkpoints: int = option(2, "numbered checkpoints kept beside latest.pt", ge=0)
+    grid_size: int = option(64, "images in each sample grid", ge=1)
+    device: str = option("auto", "cpu, cuda, cuda:N, mps, or auto (cuda when available)")
+    eval_every: int = option(0, "evaluate samples every N steps (0: never)", ge=0)
+    eval_metrics: str = option(
+        "auto",
+        "metrics of --eval-every (auto: inception_score,fid for images; see `kdegen metrics`)",
+    )
+    eval_n: int = option(2000, "samples drawn for each evaluation of --eval-every", ge=2)
 
 
 @dataclass(frozen=True)

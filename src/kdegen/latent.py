@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -18,8 +17,9 @@ from torch import Tensor, nn
 from tqdm import tqdm  # type: ignore[import-untyped]
 
 from kdegen.errors import UsageError
+from kdegen.nets.modes import frozen
 from kdegen.priors import KDE, Prior
-from kdegen.reversal import check_data_shape, check_options, frozen, invert
+from kdegen.reversal import ReversalConfig, check_data_shape, invert
 
 
 @dataclass
@@ -40,22 +40,29 @@ class ReversedSet:
 
 
 def reverse_images(
-    generator: nn.Module, images: Tensor, batch_size: int = 256, progress: bool = False,
-    seed: int = 0, **invert_kwargs: Any,
-) -> ReversedSet:  # fmt: skip
+    generator: nn.Module,
+    images: Tensor,
+    config: ReversalConfig = ReversalConfig(),  # noqa: B008 (frozen)
+    *,
+    prior: Prior | None = None,
+    batch_size: int = 256,
+    seed: int = 0,
+    progress: bool = False,
+) -> ReversedSet:
     """Reverse ``images`` (N, *shape) in chunks of ``batch_size`` with :func:`invert`.
 
-    Each chunk stops by its own rule (for stop="mmd", against its own reference batch).
+    Each chunk stops by its own rule (for stop="mmd", against its own reference batch);
+    ``prior`` drives the generator (init="prior" and the mmd rule's reference).
     """
     if batch_size < 2:
         raise UsageError(f"--batch-size must be at least 2, got {batch_size}")
-    check_options(**invert_kwargs)
     check_data_shape(generator, images[:1])
     rng = torch.Generator(device=images.device).manual_seed(seed)
     parts = []
-    for start in tqdm(range(0, len(images), batch_size), disable=not progress, unit="batch",
-                      desc="reversing"):  # fmt: skip
-        r = invert(generator, images[start : start + batch_size], rng=rng, **invert_kwargs)
+    starts = range(0, len(images), batch_size)
+    for start in tqdm(starts, disable=not progress, unit="batch", desc="reversing"):
+        chunk = images[start : start + batch_size]
+        r = invert(generator, chunk, config, prior=prior, rng=rng)
         assert r.example_loss is not None and r.reconstructions is not None
         steps = torch.full((len(r.codes),), r.steps_taken, dtype=torch.long)
         parts.append((r.codes, r.example_loss, steps, r.reconstructions))
@@ -79,8 +86,10 @@ def read_codes(path: str | Path) -> Tensor:
     try:
         with np.load(path) as f:
             if "codes" not in f:
-                raise UsageError(f"{path} has no 'codes' array (keys: {', '.join(f.files)}); "
-                                 "write one with `kdegen reverse`")  # fmt: skip
+                raise UsageError(
+                    f"{path} has no 'codes' array (keys: {', '.join(f.files)}); "
+                    "write one with `kdegen reverse`"
+                )
             codes = torch.from_numpy(np.asarray(f["codes"], dtype=np.float32))
     except FileNotFoundError:
         raise UsageError(f"no such file: {path}") from None
@@ -95,8 +104,9 @@ def read_codes(path: str | Path) -> Tensor:
 def generate(generator: nn.Module, codes: Tensor, batch_size: int = 1024) -> Tensor:
     """generator(codes) in eval mode, in chunks."""
     with frozen(generator):
-        return torch.cat([generator(codes[i : i + batch_size])
-                          for i in range(0, len(codes), batch_size)])  # fmt: skip
+        return torch.cat(
+            [generator(codes[i : i + batch_size]) for i in range(0, len(codes), batch_size)]
+        )
 
 
 def sample_prior(
@@ -145,8 +155,9 @@ def cluster_ratio(points: Tensor | np.ndarray, labels: Tensor | np.ndarray) -> f
     if len(classes) < 2:
         raise UsageError("the latent-structure ratio needs at least two classes")
     centroids = np.stack([x[y == c].mean(0) for c in classes])
-    within = np.mean([np.linalg.norm(x[y == c] - centroids[i], axis=1).mean()
-                      for i, c in enumerate(classes)])  # fmt: skip
+    within = np.mean(
+        [np.linalg.norm(x[y == c] - centroids[i], axis=1).mean() for i, c in enumerate(classes)]
+    )
     i, j = np.triu_indices(len(classes), 1)
     between = np.linalg.norm(centroids[i] - centroids[j], axis=1).mean()
     return float(between / within)

@@ -4,10 +4,24 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import Literal, NoReturn
 
+from kdegen.config import Config, option
 from kdegen.errors import UsageError
+
+Split = Literal["train", "test"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataOptions(Config):
+    """A run and the data a command works on."""
+
+    run: str = option(help="run directory", positional=True)
+    data: str = option(help="dataset name or image folder/.npz")
+    split: Split = option("test", "split of --data")
+    device: str = option("auto", "cpu, cuda, cuda:N, mps or auto")
 
 
 class Parser(argparse.ArgumentParser):

@@ -9,7 +9,8 @@ tables report its complement).
 from __future__ import annotations
 
 from kdegen import runs
-from kdegen.cli.base import Parser, command
+from kdegen.cli.base import DataOptions, command
+from kdegen.cli.flags import parse
 from kdegen.data import ImageData, load
 from kdegen.errors import UsageError
 from kdegen.methods.labelled import Classifies, accuracy
@@ -30,12 +31,7 @@ def check_labelled(data: ImageData, shape: tuple[int, ...], classes: int | None,
 @command("classify")
 def cmd_classify(argv: list[str]) -> int:
     """Report the accuracy of a run's classifier (ssgan, acgan, modnet) on labelled data."""
-    p = Parser(prog="kdegen classify", description=cmd_classify.__doc__)
-    p.add_argument("run", help="run directory")
-    p.add_argument("--data", required=True, help="labelled dataset name or .npz")
-    p.add_argument("--split", default="test", choices=("train", "test"), help="(default test)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, ... (default auto)")
-    args = p.parse_args(argv)
+    args = parse(DataOptions, argv, "kdegen classify", cmd_classify.__doc__)
     loaded = runs.load_run(args.run, args.device)
     method = loaded.method
     if not isinstance(method, Classifies):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from kdegen.cli.base import Parser, command, output_path, print_table
+from kdegen.cli.flags import parse
+from kdegen.config import Config, option
 from kdegen.errors import UsageError
+from kdegen.evaluation.evaluate import EvalConfig
 
 
 @command("metrics")
@@ -21,46 +25,16 @@ def cmd_metrics(argv: list[str]) -> int:
     return 0
 
 
-def _evaluate_parser() -> Parser:
-    p = Parser(prog="kdegen evaluate", description=cmd_evaluate.__doc__)
-    p.add_argument("source", help="run directory (samples are drawn), image folder or .npz/.npy")
-    p.add_argument(
-        "--reference",
-        required=True,
-        help="dataset name (its test split; the train split where needed) or files",
+@dataclass(frozen=True, kw_only=True)
+class EvaluateOptions(Config):
+    source: str = option(
+        help="run directory (samples are drawn), image folder or .npz/.npy", positional=True
     )
-    p.add_argument(
-        "--metrics",
-        default="all",
-        help="all (default), or names separated by commas (see `kdegen metrics`)",
+    reference: str = option(
+        help="dataset name (its test split; the train split where needed) or files"
     )
-    p.add_argument(
-        "--embedding",
-        default=None,
-        help="classifier (default for images), pixels (default for points), pca, "
-        "inception (needs kdegen[fidelity])",
-    )
-    p.add_argument(
-        "--features",
-        default="logits",
-        help="classifier layer: logits (default), prelogits, hypercolumns",
-    )
-    p.add_argument(
-        "--n",
-        type=int,
-        default=None,
-        help="samples drawn from a run (default 5000, or the reference's size "
-        "if smaller); for files, a random subset",
-    )
-    p.add_argument(
-        "--train-data", default=None, help="training data instead of the reference's train split"
-    )
-    p.add_argument("--out", default=None, help="JSON file (default RUN/eval.json for a run)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the samples (default 0)")
-    p.add_argument("--batch-size", type=int, default=250, help="images per embedding batch")
-    p.add_argument("--device", default="auto", help="cpu, cuda, ... (default auto)")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    return p  # fmt: skip
+    out: str | None = option(None, "JSON file (none: RUN/eval.json for a run)")
+    config: EvalConfig = option(EvalConfig(), "evaluation", prefix="")
 
 
 def _out_path(source: str, out: str | None) -> Path:
@@ -76,13 +50,11 @@ def _out_path(source: str, out: str | None) -> Path:
 @command("evaluate")
 def cmd_evaluate(argv: list[str]) -> int:
     """Evaluate samples against a reference (DDM, IS, FID, KID, Parzen, ...); JSON + table."""
-    args = _evaluate_parser().parse_args(argv)
+    args = parse(EvaluateOptions, argv, "kdegen evaluate", cmd_evaluate.__doc__)
     out = _out_path(args.source, args.out)
-    from kdegen.evaluation.evaluate import EvalConfig, evaluate, table_rows, write_json
+    from kdegen.evaluation.evaluate import evaluate, table_rows, write_json
 
-    config = EvalConfig(args.metrics, args.embedding, args.features, args.n, args.train_data,
-                        args.seed, args.batch_size, args.device, not args.no_progress)  # fmt: skip
-    result = evaluate(args.source, args.reference, config)
+    result = evaluate(args.source, args.reference, args.config)
     data = result.to_dict()
     sizes = ", ".join(f"{v} {k}" for k, v in result.sizes.items())
     print(f"{args.source} against {args.reference} ({result.embedding['name']} embedding; "
@@ -97,27 +69,32 @@ def cmd_evaluate(argv: list[str]) -> int:
     return 0
 
 
+@dataclass(frozen=True, kw_only=True)
+class ReportOptions(Config):
+    run: str = option(help="run directory", positional=True)
+
+
 @command("report")
 def cmd_report(argv: list[str]) -> int:
     """Write RUN/report.md: loss curves, the latest samples and the evaluation table."""
-    p = Parser(prog="kdegen report", description=cmd_report.__doc__)
-    p.add_argument("run", help="run directory")
-    args = p.parse_args(argv)
+    args = parse(ReportOptions, argv, "kdegen report", cmd_report.__doc__)
     from kdegen.evaluation.report import write_report
 
     print(f"wrote {write_report(args.run)}")
     return 0
 
 
+@dataclass(frozen=True, kw_only=True)
+class CompareOptions(Config):
+    runs: tuple[str, ...] = option(help="run directories", positional=True)
+    metric: str = option("inception_score", "a number in metrics.jsonl")
+    out: str = option(help="output .png (against steps and wall time)")
+
+
 @command("compare")
 def cmd_compare(argv: list[str]) -> int:
     """Plot a metric logged during training (--eval-every) for runs, grouped over seeds."""
-    p = Parser(prog="kdegen compare", description=cmd_compare.__doc__)
-    p.add_argument("runs", nargs="+", help="run directories")
-    p.add_argument("--metric", default="inception_score",
-                   help="a number in metrics.jsonl (default inception_score)")  # fmt: skip
-    p.add_argument("--out", required=True, help="output .png (against steps and wall time)")
-    args = p.parse_args(argv)
+    args = parse(CompareOptions, argv, "kdegen compare", cmd_compare.__doc__)
     out = output_path(args.out, (".png",))
     from kdegen.evaluation.compare import group_runs, plot_groups, read_curve
 

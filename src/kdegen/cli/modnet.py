@@ -7,32 +7,33 @@ mid-grey means "unchanged", white "brightened" and black "darkened".
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from kdegen import runs
-from kdegen.cli.base import Parser, command, output_path
+from kdegen.cli.base import DataOptions, command, output_path
+from kdegen.cli.flags import parse
+from kdegen.config import option
 from kdegen.data import load
 from kdegen.errors import UsageError
 from kdegen.images import save_grid
 from kdegen.methods.modnet import ModNet
 
 
+@dataclass(frozen=True, kw_only=True)
+class ModNetOptions(DataOptions):
+    target: int = option(help="the class to turn images into")
+    out: str = option(help="output PNG")
+    n: int = option(8, "number of input images", ge=1)
+    seed: int = option(0, "seed of the choice of inputs")
+
+
 @command("modnet")
 def cmd_modnet(argv: list[str]) -> int:
     """Turn images into a target class with a modnet run: inputs, deltas, outputs (PNG)."""
-    p = Parser(prog="kdegen modnet", description=cmd_modnet.__doc__)
-    p.add_argument("run", help="run directory of a modnet run")
-    p.add_argument("--data", required=True, help="dataset name or image folder/.npz")
-    p.add_argument("--target", type=int, required=True, help="the class to turn images into")
-    p.add_argument("--out", required=True, help="output PNG")
-    p.add_argument("--split", default="test", choices=("train", "test"), help="(default test)")
-    p.add_argument("--n", type=int, default=8, help="number of input images (default 8)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the choice of inputs (default 0)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, ... (default auto)")
-    args = p.parse_args(argv)
+    args = parse(ModNetOptions, argv, "kdegen modnet", cmd_modnet.__doc__)
     out = output_path(args.out, (".png",))
-    if args.n < 1:
-        raise UsageError(f"--n must be at least 1, got {args.n}")
     loaded = runs.load_run(args.run, args.device)
     method = loaded.method
     if not isinstance(method, ModNet):

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from kdegen import runs
 from kdegen.cli.base import Parser, command, output_path, print_table
-from kdegen.config import RunConfig, TrainConfig, add_flags, given_values, read_json, replace
+from kdegen.cli.flags import add_flags, build, flags_given, given, parse
+from kdegen.config import Config, RunConfig, TrainConfig, from_dict, option, read_json, replace
 from kdegen.errors import UsageError
 from kdegen.methods import METHODS
 from kdegen.objectives import OBJECTIVES
-from kdegen.priors import DEFAULT_KDE_BANDWIDTH
+from kdegen.priors import DEFAULT_KDE_BANDWIDTH, parse_bandwidth
 from kdegen.reversal import latent_dim
 
 # ----- kdegen datasets / objectives -------------------------------------------------------
@@ -30,8 +32,16 @@ def cmd_datasets(argv: list[str]) -> int:
     rows = [("name", "train", "test", "shape", "source", "description")]
     for info in dataset_infos():
         shape = "x".join(str(s) for s in info.shape)
-        rows.append((info.name, str(info.train_size), str(info.test_size), shape,
-                     info.source, info.description))  # fmt: skip
+        rows.append(
+            (
+                info.name,
+                str(info.train_size),
+                str(info.test_size),
+                shape,
+                info.source,
+                info.description,
+            )
+        )
     print_table(rows)
     return 0
 
@@ -47,19 +57,27 @@ def cmd_objectives(argv: list[str]) -> int:
 # ----- kdegen train -----------------------------------------------------------------------
 
 
+@dataclass(frozen=True, kw_only=True)
+class TrainSession(Config):
+    """How ``kdegen train`` handles the run directory (not part of the run's config)."""
+
+    method: str = option("gan", "method (see `kdegen train --method NAME --help`)")
+    out: str | None = option(None, "run directory (none: runs/<method>-<data>)")
+    resume: str | None = option(None, "continue this run from its latest checkpoint")
+    force: bool = option(False, "overwrite a non-empty --out")
+    dry_run: bool = option(False, "print the resolved config and stop")
+    config: str | None = option(None, "start from this config.json")
+    preset: str | None = option(None, "a named bundle of option values of the method")
+    progress: bool = option(True, "show the progress bar")
+
+
 def _train_parser(method: str) -> Parser:
     cls = METHODS.get(method)
     p = Parser(prog="kdegen train", description="Train a model into a run directory.")
-    p.add_argument("--method", default="gan", help=f"one of {', '.join(METHODS.names())}")
-    p.add_argument("--out", help="run directory (default runs/<method>-<data>)")
-    p.add_argument("--resume", metavar="RUN", help="continue RUN from its latest checkpoint")
-    p.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved config and stop")
-    p.add_argument("--config", metavar="JSON", help="start from this config.json")
-    p.add_argument("--preset", help=f"option bundle: {', '.join(cls.presets) or 'none'}")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    add_flags(p, TrainConfig)
-    add_flags(p, cls.Config)
+    add_flags(p, TrainSession)
+    add_flags(p, TrainConfig, title="training")
+    presets = f" (presets: {', '.join(cls.presets)})" if cls.presets else ""
+    add_flags(p, cls.Config, title=f"{method} options{presets}")
     return p
 
 
@@ -79,58 +97,63 @@ def cmd_train(argv: list[str]) -> int:
     elif known.config:
         method = str(read_json(Path(known.config)).get("method", method))
     args = _train_parser(method).parse_args(argv)
-    if args.resume:
-        return _resume(args, method)
-    config = _new_config(args, method)
-    if args.dry_run:
+    session = build(TrainSession, args)
+    if session.resume:
+        return _resume(args, session, method)
+    config = _new_config(args, session, method)
+    if session.dry_run:
         from kdegen.data import load
 
         config = runs.resolve(config, runs.spec_of(load(config.train.data)))
         print(json.dumps(config.to_dict(), indent=2))
         return 0
-    out = args.out or f"runs/{method}-{Path(config.train.data).name.split(':')[0]}"
-    run = runs.start(config, out, force=args.force, progress=not args.no_progress)
+    out = session.out or f"runs/{method}-{Path(config.train.data).name.split(':')[0]}"
+    run = runs.start(config, out, force=session.force, progress=session.progress)
     print(f"trained {config.train.steps} steps; run directory: {run.path}")
     return 0
 
 
-def _new_config(args: argparse.Namespace, method: str) -> RunConfig:
+def _new_config(args: argparse.Namespace, session: TrainSession, method: str) -> RunConfig:
     cls = METHODS.get(method)
     options: Any = cls.Config()
     train = TrainConfig()
-    if args.config:
-        base = RunConfig.from_mapping(read_json(Path(args.config)), cls.Config, args.config)
+    if session.config:
+        base = RunConfig.from_mapping(read_json(Path(session.config)), cls.Config, session.config)
         options, train = base.options, base.train
-    if args.preset:
-        if args.preset not in cls.presets:
+    if session.preset:
+        if session.preset not in cls.presets:
             raise UsageError(
-                f"unknown preset {args.preset!r} for {method}; choose one of: "
+                f"unknown preset {session.preset!r} for {method}; choose one of: "
                 f"{', '.join(cls.presets) or '(none)'}"
             )
-        preset = cls.presets[args.preset]
-        train = replace(train, {k: v for k, v in preset.items() if hasattr(train, k)})
-        options = replace(options, {k: v for k, v in preset.items() if hasattr(options, k)})
-    train = replace(train, given_values(TrainConfig, args))
-    options = replace(options, given_values(cls.Config, args))
+        preset = cls.presets[session.preset]
+        where = f"preset {session.preset}"
+        train_keys = {k: v for k, v in preset.items() if hasattr(train, k)}
+        option_keys = {k: v for k, v in preset.items() if k not in train_keys}
+        train = from_dict(TrainConfig, train_keys, where, base=train)
+        options = from_dict(cls.Config, option_keys, where, base=options)
+    train = build(TrainConfig, args, base=train)
+    options = build(cls.Config, args, base=options)
     return RunConfig(method, options, train)
 
 
-def _resume(args: argparse.Namespace, method: str) -> int:
+def _resume(args: argparse.Namespace, session: TrainSession, method: str) -> int:
     cls = METHODS.get(method)
-    changed = given_values(cls.Config, args)
-    if changed or args.config or args.preset or args.out or args.force:
-        given = [*changed, *(k for k in ("config", "preset", "out", "force") if getattr(args, k))]
+    changed = flags_given(cls.Config, args)
+    changed += [f"--{k}" for k in ("config", "preset", "out", "force") if getattr(session, k)]
+    if changed:
         raise UsageError(
-            f"--{given[0].replace('_', '-')} cannot be combined with --resume; "
+            f"{changed[0]} cannot be combined with --resume; "
             "only trainer schedule options such as --steps can change"
         )
-    overrides = given_values(TrainConfig, args)
-    if args.dry_run:
-        config = runs.read_run_config(runs.RunDir(args.resume))
+    overrides = given(TrainConfig, args)
+    assert session.resume is not None
+    if session.dry_run:
+        config = runs.read_run_config(runs.RunDir(session.resume))
         config = RunConfig(config.method, config.options, replace(config.train, overrides))
         print(json.dumps(config.to_dict(), indent=2))
         return 0
-    run = runs.resume(args.resume, progress=not args.no_progress, **overrides)
+    run = runs.resume(session.resume, progress=session.progress, **overrides)
     print(f"resumed and trained to step {runs.read_run_config(run).train.steps}; run: {run.path}")
     return 0
 
@@ -138,30 +161,34 @@ def _resume(args: argparse.Namespace, method: str) -> int:
 # ----- kdegen sample ----------------------------------------------------------------------
 
 
+@dataclass(frozen=True, kw_only=True)
+class SampleOptions(Config):
+    run: str = option(help="run directory", positional=True)
+    out: str = option(help="output file: .png (grid or scatter plot) or .npz")
+    n: int = option(64, "number of samples", ge=1)
+    seed: int = option(0, "noise seed")
+    device: str = option("auto", "cpu, cuda, cuda:N, mps or auto")
+    prior: Literal["run", "kde"] = option("run", "the run's own prior, or a KDE over codes")
+    codes: str | None = option(
+        None, "an .npz of codes (from `kdegen reverse`) for --prior kde (none: the run's bank)"
+    )
+    bandwidth: str = option(
+        DEFAULT_KDE_BANDWIDTH,
+        "KDE bandwidth: a number or [factor*]nn, std, scott, silverman or ml (as kdegan's)",
+    )
+    background: float = option(0.0, "weight of N(0, I) mixed into the KDE", ge=0, le=1)
+    label: int | None = option(None, "class of every sample (conditional runs: cgan, acgan)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        parse_bandwidth(self.bandwidth)
+
+
 @command("sample")
 def cmd_sample(argv: list[str]) -> int:
     """Draw samples from a trained run into a PNG (grid or scatter plot) or an .npz."""
-    p = Parser(prog="kdegen sample", description=cmd_sample.__doc__)
-    p.add_argument("run", help="run directory")
-    p.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
-    p.add_argument("--out", required=True, help="output file: .png or .npz")
-    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, ... (default auto)")
-    p.add_argument("--prior", choices=("run", "kde"), default="run",
-                   help="the run's own prior, or a KDE over codes (default run)")  # fmt: skip
-    p.add_argument("--codes", help="an .npz of codes (from `kdegen reverse`) for --prior kde; "
-                   "default: the run's code bank")  # fmt: skip
-    p.add_argument("--bandwidth", default=DEFAULT_KDE_BANDWIDTH,
-                   help="KDE bandwidth: a number or [factor*]nn, std, scott, silverman or ml "
-                   f"(default {DEFAULT_KDE_BANDWIDTH}, as kdegan's)")  # fmt: skip
-    p.add_argument("--background", type=float, default=0.0,
-                   help="weight of N(0, I) mixed into the KDE (default 0)")  # fmt: skip
-    p.add_argument("--label", type=int, default=None,
-                   help="class of every sample (conditional runs: cgan, acgan)")  # fmt: skip
-    args = p.parse_args(argv)
+    args = parse(SampleOptions, argv, "kdegen sample", cmd_sample.__doc__)
     out = output_path(args.out, (".png", ".npz"))
-    if args.n < 1:
-        raise UsageError(f"--n must be at least 1, got {args.n}")
     loaded = runs.load_run(args.run, args.device)
     shape = loaded.method.spec.shape
     if out.suffix == ".png" and len(shape) == 1 and shape[0] != 2:
@@ -192,8 +219,10 @@ def _class_samples(
     if prior != "run":
         raise UsageError("--label draws from the run's own prior; leave out --prior kde")
     if not isinstance(loaded.method, SamplesClasses):
-        raise UsageError(f"--label needs a conditional run (cgan, acgan); {loaded.run.path} "
-                         f"is a {loaded.config.method} run")  # fmt: skip
+        raise UsageError(
+            f"--label needs a conditional run (cgan, acgan); {loaded.run.path} "
+            f"is a {loaded.config.method} run"
+        )
     return loaded.method.sample_class(n, label, rng)
 
 

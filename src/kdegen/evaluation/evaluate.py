@@ -20,11 +20,12 @@ import math
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from kdegen import distributed
+from kdegen.config import Config, option
 from kdegen.errors import UsageError
 from kdegen.evaluation.embed import EMBEDDINGS, ClassifierConfig, EmbedSettings, Reference
 from kdegen.evaluation.metrics import METRICS
@@ -38,41 +39,40 @@ ORDER = ("ddm", "ddm_relative", "inception_score", "mode_score", "fid", "kid", "
          "digit_modes")  # fmt: skip
 
 
-@dataclass(frozen=True)
-class EvalConfig:
-    """What to measure and how (flags of ``kdegen evaluate`` of the same names).
+Features = Literal["logits", "prelogits", "hypercolumns"]
 
-    Attributes:
-        metrics: "all" or a comma-separated list of metric names.
-        embedding: feature embedding; None: classifier for images, pixels for points.
-        features: the classifier's layer: logits, prelogits or hypercolumns.
-        n: samples drawn from a run (default: 5,000 or the reference's size if smaller);
-            for files, a random subset of this size.
-        train_data: training data instead of the reference's train split.
-        seed: seed of the samples drawn and of their order.
-        batch_size: images per forward pass of the embedding.
-        device: cpu, cuda, ... or auto.
-        progress: show progress bars and the classifier's accuracy.
-        max_train: train-side metrics use a seeded subset of at most this many training
-            samples (embeddings are fitted on all of them).
-        classifier: settings of the classifier embedding (part of its cache key).
-    """
 
-    metrics: str = "all"
-    embedding: str | None = None
-    features: str = "logits"
-    n: int | None = None
-    train_data: str | None = None
-    seed: int = 0
-    batch_size: int = 250
-    device: str = "auto"
-    progress: bool = True
-    max_train: int = 10_000
-    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+@dataclass(frozen=True, kw_only=True)
+class EvalConfig(Config):
+    """What to measure and how: the options of :func:`evaluate` and ``kdegen evaluate``."""
 
-    def __post_init__(self) -> None:
-        if self.max_train < 2:
-            raise UsageError(f"max_train must be at least 2, got {self.max_train}")
+    metrics: str = option("all", "all, or metric names separated by commas (`kdegen metrics`)")
+    embedding: str | None = option(
+        None,
+        "feature embedding: classifier, pixels, pca, inception (needs kdegen[fidelity]); "
+        "none: classifier for images, pixels for points",
+    )
+    features: Features = option("logits", "the classifier's layer")
+    n: int | None = option(
+        None,
+        "samples drawn from a run (none: 5000, or the reference's size if smaller); "
+        "for files, a random subset",
+        ge=2,
+    )
+    train_data: str | None = option(None, "training data instead of the reference's train split")
+    seed: int = option(0, "seed of the samples drawn and of their order")
+    batch_size: int = option(250, "images per forward pass of the embedding", ge=1)
+    device: str = option("auto", "cpu, cuda, cuda:N, mps or auto")
+    progress: bool = option(True, "show progress bars and the classifier's accuracy")
+    max_train: int = option(
+        10_000,
+        "train-side metrics use a seeded subset of at most this many training samples "
+        "(embeddings are fitted on all of them)",
+        ge=2,
+    )
+    classifier: ClassifierConfig = option(
+        ClassifierConfig(), "classifier embedding (part of its cache key)", prefix="classifier"
+    )
 
 
 @dataclass(frozen=True)
@@ -202,7 +202,11 @@ def run_metrics(
     return results, notes
 
 
-def evaluate(source: str, reference: str, config: EvalConfig | None = None) -> Evaluation:
+def evaluate(
+    source: str,
+    reference: str,
+    config: EvalConfig = EvalConfig(),
+) -> Evaluation:
     """Evaluate a run directory, image folder or .npz against a reference.
 
     Args:
@@ -213,7 +217,6 @@ def evaluate(source: str, reference: str, config: EvalConfig | None = None) -> E
     Returns:
         The evaluation; bad inputs raise :class:`kdegen.UsageError` before any output.
     """
-    config = config or EvalConfig()
     start = time.perf_counter()
     names, explicit = select_metrics(config.metrics)
     device = distributed.pick_device(config.device)

@@ -31,6 +31,7 @@ from torch import Tensor
 from tqdm import tqdm  # type: ignore[import-untyped]
 
 from kdegen import distributed
+from kdegen.config import Config, option
 from kdegen.data import ImageData, load
 from kdegen.errors import UsageError, show_warning
 from kdegen.evaluation.embed import Embedded, EmbedSettings, Reference, classifier_embedding
@@ -38,30 +39,21 @@ from kdegen.registry import Registry
 
 
 @dataclass(frozen=True)
-class Settings:
-    """How to run an experiment.
+class Settings(Config):
+    """How to run an experiment (the options of ``kdegen experiment NAME``)."""
 
-    Attributes:
-        out: folder for the table, JSON and plot (created).
-        quick: the small version (fewer sizes, repeats and steps).
-        data: dataset, or None for the experiment's own (mnist5k).
-        seed: seed of every random choice.
-        device: cpu, cuda, ... or auto.
-        progress: show progress bars.
-        jobs: independent parts (models) trained at once, each in its own process.
-    """
-
-    out: Path
-    quick: bool = False
-    data: str | None = None
-    seed: int = 0
-    device: str = "auto"
-    progress: bool = True
-    jobs: int = 1
-
-    def __post_init__(self) -> None:
-        if self.jobs < 1:
-            raise UsageError(f"--jobs must be at least 1, got {self.jobs}")
+    out: Path = option(help="folder for the table, JSON and plot (created)")
+    quick: bool = option(False, "the small version (fewer sizes, repeats and steps)")
+    data: str | None = option(None, "dataset (none: the experiment's own, mostly mnist5k)")
+    seed: int = option(0, "seed of every random choice")
+    device: str = option("auto", "cpu, cuda, cuda:N, mps or auto")
+    progress: bool = option(True, "show progress bars")
+    jobs: int = option(
+        1,
+        "models trained at once, one process each, where an experiment trains many "
+        "independent ones (gen-entropy, mode-collapse, learning-speed)",
+        ge=1,
+    )
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ from torch import Tensor, nn
 
 from kdegen import distributed
 from kdegen.config import option
-from kdegen.errors import UsageError
 from kdegen.methods.autoencoder import AEConfig, AutoEncoder
 from kdegen.methods.base import METHODS, Batch, DataSpec, Losses
 from kdegen.nets.mlp import MLPDiscriminator
@@ -27,13 +26,8 @@ from kdegen.priors import GaussianMixture
 class AAEConfig(AEConfig):
     """Options of ``aae``."""
 
-    d_hidden: int = option(256, "hidden units of the latent discriminator")
-    lr_d: float = option(2e-4, "latent discriminator learning rate")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.d_hidden < 1 or not self.lr_d > 0:
-            raise UsageError("--d-hidden must be >= 1 and --lr-d positive")
+    d_hidden: int = option(256, "hidden units of the latent discriminator", ge=1)
+    lr_d: float = option(2e-4, "latent discriminator learning rate", gt=0)
 
 
 @METHODS.register("aae")

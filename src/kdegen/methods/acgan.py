@@ -23,7 +23,6 @@ import torch
 from torch import Tensor, nn
 
 from kdegen.config import option
-from kdegen.errors import UsageError
 from kdegen.methods.base import METHODS, DataSpec
 from kdegen.methods.cgan import (
     CGANConfig,
@@ -41,12 +40,7 @@ from kdegen.nets.conditional import ClassHeadDiscriminator, ConditionalGenerator
 class ACGANConfig(CGANConfig):
     """Options of ``acgan``: those of ``cgan`` and the weight of the class loss."""
 
-    class_weight: float = option(1.0, "weight w of the auxiliary classification loss")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.class_weight >= 0:
-            raise UsageError(f"--class-weight must be >= 0, got {self.class_weight}")
+    class_weight: float = option(1.0, "weight w of the auxiliary classification loss", ge=0)
 
 
 @METHODS.register("acgan")

@@ -10,7 +10,7 @@ with a few labelled examples tied to their class's mode.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -23,35 +23,29 @@ from kdegen.nets.autoencoders import AUTOENCODERS, AutoencoderOptions, build_aut
 from kdegen.nets.dcgan import init_dcgan_weights
 from kdegen.priors import Normal, Prior
 
-TARGETS = ("normal", "mog")
+Target = Literal["normal", "mog"]
 
 
 @dataclass(frozen=True)
 class AEConfig(MethodConfig):
     """Options shared by ae, vae, aae and gen (flags of the same names)."""
 
-    latent: int = option(8, "latent dimension l")
+    latent: int = option(8, "latent dimension l", ge=1)
     arch: str = option("auto", "encoder/decoder: fc, conv, or auto (conv for images)")
-    width: int = option(32, "convolutional width multiplier")
-    hidden: int = option(512, "widest fully connected layer")
-    layers: int = option(2, "fully connected hidden layers")
-    lr: float = option(2e-4, "Adam learning rate (GENs Sec. 5.3)")
-    beta1: float = option(0.5, "Adam beta1")
-    beta2: float = option(0.999, "Adam beta2")
-    target: str = option("normal", "latent target: normal, or mog (modes on a circle)")
-    modes: int = option(10, "mixture components of --target mog")
-    labeled: int = option(0, "labelled examples pulled to their class's mode (--target mog)")
+    width: int = option(32, "convolutional width multiplier", ge=1)
+    hidden: int = option(512, "widest fully connected layer", ge=1)
+    layers: int = option(2, "fully connected hidden layers", ge=1)
+    lr: float = option(2e-4, "Adam learning rate (GENs Sec. 5.3)", gt=0)
+    beta1: float = option(0.5, "Adam beta1", ge=0, lt=1)
+    beta2: float = option(0.999, "Adam beta2", ge=0, lt=1)
+    target: Target = option("normal", "latent target: normal, or mog (modes on a circle)")
+    modes: int = option(10, "mixture components of --target mog", ge=1)
+    labeled: int = option(0, "labelled examples pulled to their class's mode (--target mog)", ge=0)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.arch != "auto":
             AUTOENCODERS.get(self.arch)
-        if self.target not in TARGETS:
-            raise UsageError(f"--target must be normal or mog, got {self.target!r}")
-        for name in ("latent", "width", "hidden", "layers", "modes"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"--{name} must be at least 1, got {getattr(self, name)}")
-        if self.labeled < 0 or not self.lr > 0:
-            raise UsageError("--labeled must be >= 0 and --lr positive")
         if self.labeled and self.target != "mog":
             raise UsageError("--labeled needs --target mog (one mode per class)")
 

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from kdegen.config import Config
 from kdegen.errors import UsageError
 from kdegen.registry import Registry
 
@@ -72,8 +73,8 @@ class Batch:
 Losses = Mapping[str, "Tensor | float"]
 
 
-class MethodConfig:
-    """Mixin of method configs: ``resolved`` fills automatic choices for the data."""
+class MethodConfig(Config):
+    """Base of method configs: ``resolved`` fills automatic choices for the data."""
 
     def resolved(self, spec: DataSpec) -> Any:
         """The config with every automatic value made explicit (saved as config.json)."""

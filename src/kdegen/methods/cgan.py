@@ -28,7 +28,6 @@ from torch import Tensor, nn
 
 from kdegen import distributed
 from kdegen.config import option
-from kdegen.errors import UsageError
 from kdegen.methods.base import METHODS, Batch, DataSpec, Losses, Method
 from kdegen.methods.gan import GANConfig, make_optimizer, update_discriminator
 from kdegen.methods.labelled import batch_labels, check_label, require_classes, row_labels
@@ -47,12 +46,9 @@ from kdegen.priors import Prior, make_prior
 class CGANConfig(GANConfig):
     """Options of ``cgan`` and ``acgan``: those of ``gan`` and the label embedding."""
 
-    embed: int = option(0, "size of the label embedding joined to z (0: the number of classes)")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.embed < 0:
-            raise UsageError(f"--embed must be >= 0 (0: automatic), got {self.embed}")
+    embed: int = option(
+        0, "size of the label embedding joined to z (0: the number of classes)", ge=0
+    )
 
     def resolved(self, spec: DataSpec) -> Any:
         config: Any = super().resolved(spec)

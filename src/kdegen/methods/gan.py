@@ -21,21 +21,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
 from kdegen import distributed
-from kdegen.config import flag_name, option
-from kdegen.errors import UsageError
+from kdegen.config import option
 from kdegen.methods.base import METHODS, Batch, DataSpec, Losses, Method, MethodConfig
 from kdegen.nets import ARCHS, NetOptions, build_pair, init_dcgan_weights
 from kdegen.nets.minibatch import add_minibatch_discrimination, feature_matching_loss
 from kdegen.objectives import OBJECTIVES, Objective, gradient_penalty
 from kdegen.priors import PRIORS, Prior, make_prior
 
-OPTIMIZERS = ("adam", "rmsprop")
+GANOptimizer = Literal["adam", "rmsprop"]
+DNorm = Literal["auto", "batch", "layer", "none"]
+Decay = Literal["none", "linear"]
 
 
 @dataclass(frozen=True)
@@ -44,50 +45,37 @@ class GANConfig(MethodConfig):
 
     objective: str = option("non-saturating", "GAN objective (see `kdegen objectives`)")
     prior: str = option("normal", "latent prior: normal or uniform")
-    latent: int = option(0, "latent dimension k (0: 100 for images, the data's for points)")
+    latent: int = option(0, "latent dimension k (0: 100 for images, the data's for points)", ge=0)
     arch: str = option("auto", "networks: dcgan, reversal-appendix, mlp, or auto")
-    width: int = option(32, "DCGAN width multiplier (filters of the full-resolution layer)")
-    hidden: int = option(128, "MLP hidden units")
-    layers: int = option(3, "MLP hidden layers")
-    d_norm: str = option("auto", "discriminator normalisation: batch, layer, none, auto")
-    n_critic: int = option(0, "discriminator steps per generator step (0: 5 for Wasserstein)")
-    optimizer: str = option("adam", "adam or rmsprop", choices=OPTIMIZERS)
-    lr_g: float = option(0.0, "generator learning rate (0: 2e-4 for images, 1e-3 for points)")
-    lr_d: float = option(0.0, "discriminator learning rate (0: as for --lr-g)")
-    lr_decay: str = option("none", "learning-rate schedule: none, or linear to 0 at the last step")
-    beta1: float = option(0.5, "Adam beta1")
-    beta2: float = option(0.999, "Adam beta2")
-    gp_weight: float = option(0.0, "wgan-gp penalty weight (0: 10 for images, 1 for points)")
-    clip: float = option(0.01, "weight clipping bound c (wgan)")
+    width: int = option(32, "DCGAN width multiplier (filters of the full-resolution layer)", ge=1)
+    hidden: int = option(128, "MLP hidden units", ge=1)
+    layers: int = option(3, "MLP hidden layers", ge=1)
+    d_norm: DNorm = option("auto", "discriminator normalisation (auto: layer with a penalty)")
+    n_critic: int = option(0, "discriminator steps per generator step (0: 5 for Wasserstein)", ge=0)
+    optimizer: GANOptimizer = option("adam", "update rule of both networks")
+    lr_g: float = option(0.0, "generator learning rate (0: 2e-4 for images, 1e-3 for points)", ge=0)
+    lr_d: float = option(0.0, "discriminator learning rate (0: as for --lr-g)", ge=0)
+    lr_decay: Decay = option("none", "learning-rate schedule: none, or linear to 0 at the end")
+    beta1: float = option(0.5, "Adam beta1", ge=0, lt=1)
+    beta2: float = option(0.999, "Adam beta2", ge=0, lt=1)
+    gp_weight: float = option(0.0, "wgan-gp penalty weight (0: 10 for images, 1 for points)", ge=0)
+    clip: float = option(0.01, "weight clipping bound c (wgan)", gt=0)
     minibatch_discrimination: int = option(
-        0, "minibatch-discrimination kernels B before D's last layer (0: off; Salimans et al.)"
+        0,
+        "minibatch-discrimination kernels B before D's last layer (0: off; Salimans et al.)",
+        ge=0,
     )
-    minibatch_dim: int = option(5, "dimension C of each minibatch-discrimination kernel")
+    minibatch_dim: int = option(5, "dimension C of each minibatch-discrimination kernel", ge=1)
     feature_matching: bool = option(
         False, "generator loss ||mean f(x) - mean f(G(z))||^2 on D's penultimate features"
     )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         OBJECTIVES.get(self.objective)
         PRIORS.get(self.prior)
         if self.arch != "auto":
             ARCHS.get(self.arch)
-        if self.d_norm not in ("auto", "batch", "layer", "none"):
-            raise UsageError(f"--d-norm must be batch, layer, none or auto, got {self.d_norm!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise UsageError(f"--optimizer must be adam or rmsprop, got {self.optimizer!r}")
-        if self.lr_decay not in ("none", "linear"):
-            raise UsageError(f"--lr-decay must be none or linear, got {self.lr_decay!r}")
-        for name in ("width", "hidden", "layers"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"--{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("latent", "n_critic", "lr_g", "lr_d", "gp_weight", "minibatch_discrimination"):
-            if getattr(self, name) < 0:
-                raise UsageError(f"--{flag_name(name)} must be >= 0 (0: automatic)")
-        if not self.clip > 0:
-            raise UsageError(f"--clip must be positive, got {self.clip}")
-        if self.minibatch_dim < 1:
-            raise UsageError(f"--minibatch-dim must be at least 1, got {self.minibatch_dim}")
 
     def resolved(self, spec: DataSpec) -> GANConfig:
         """Replace the automatic choices by what they mean for this objective and data."""

@@ -64,7 +64,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -76,8 +76,8 @@ from kdegen.methods.base import METHODS, Batch, DataSpec
 from kdegen.priors import GaussianMixture, Prior, converged_prior
 from kdegen.stats.jsd import kde_log_prob, optimal_jsd_bandwidth
 
-LAGS = ("queue", "reencode")
-FORMS = ("nonsaturating", "saturating")
+Lag = Literal["queue", "reencode"]
+JSDForm = Literal["nonsaturating", "saturating"]
 OWN_FLOOR = 0.1  # --leave-out: p_e stays above this share of the query's own kernel
 
 
@@ -85,24 +85,15 @@ OWN_FLOOR = 0.1  # --leave-out: p_e stays above this share of the query's own ke
 class GENConfig(AEConfig):
     """Options of ``gen``."""
 
-    lam: float = option(0.01, "weight lambda of the JSD term (Sec. 5.3: 0.005-0.01)")
-    m: int = option(4000, "lagging KDE samples (capped at the training-set size)")
-    lag: str = option("queue", "lagging set: queue of recent codes, or reencode (Algorithm 1)")
-    k_b: int = option(10, "minibatches between re-encodings of the lagging set (reencode)")
-    bandwidth: float = option(0.0, "KDE bandwidth h (0: the JSD-optimal h for (l, m, target))")
-    jsd_form: str = option("nonsaturating", "JSD term: nonsaturating, or saturating (Eq. 3)")
+    lam: float = option(0.01, "weight lambda of the JSD term (Sec. 5.3: 0.005-0.01)", ge=0)
+    m: int = option(4000, "lagging KDE samples (capped at the training-set size)", ge=2)
+    lag: Lag = option("queue", "lagging set: queue of recent codes, or reencode (Algorithm 1)")
+    k_b: int = option(10, "minibatches between re-encodings of the lagging set (reencode)", ge=1)
+    bandwidth: float = option(
+        0.0, "KDE bandwidth h (0: the JSD-optimal h for (l, m, target))", ge=0
+    )
+    jsd_form: JSDForm = option("nonsaturating", "JSD term: nonsaturating, or saturating (Eq. 3)")
     leave_out: bool = option(False, "leave a minibatch image's own lagging codes out of p_e")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.jsd_form not in FORMS:
-            raise UsageError(
-                f"--jsd-form must be nonsaturating or saturating, got {self.jsd_form!r}"
-            )
-        if self.lag not in LAGS:
-            raise UsageError(f"--lag must be queue or reencode, got {self.lag!r}")
-        if self.m < 2 or self.k_b < 1 or self.lam < 0 or self.bandwidth < 0:
-            raise UsageError("--m must be >= 2, --k-b >= 1, --lam and --bandwidth >= 0")
 
     def resolved(self, spec: DataSpec) -> Any:
         config = super().resolved(spec)

@@ -60,17 +60,9 @@ from kdegen.config import option
 from kdegen.errors import UsageError
 from kdegen.methods.base import METHODS, Batch, DataSpec, Losses
 from kdegen.methods.gan import GAN, GANConfig
+from kdegen.nets.modes import frozen
 from kdegen.priors import DEFAULT_KDE_BANDWIDTH, KDE, Prior, parse_bandwidth, spread
-from kdegen.reversal import (
-    INITS,
-    LOSSES,
-    OPTIMIZERS,
-    STOPS,
-    Candidates,
-    Reversal,
-    check_options,
-    frozen,
-)
+from kdegen.reversal import LOSSES, Candidates, Reversal, ReversalConfig
 
 INFO_SUBSET = 128  # codes the information ratio is measured on at each refit
 INFO_WARNING = 0.8  # a ratio above this after a full rotation: the codes carry little
@@ -85,53 +77,39 @@ class KDEGANWarning(UserWarning):
 class KDEGANConfig(GANConfig):
     """Options of ``kdegan``: those of ``gan`` plus the reversal, the bank and the KDE."""
 
-    bank_size: int = option(512, "training examples whose codes the KDE is fitted on (0: all)")
-    rev_batch: int = option(0, "bank codes refreshed per iteration (0: the batch size)")
-    rev_steps: int = option(1, "reversal steps per refresh (the cap for --rev-stop loss/mmd)")
-    warm_start: bool = option(True, "continue each code's reversal where its last refresh ended")
-    rev_optimizer: str = option(
-        "normalized", "reversal step rule: normalized, adam or sgd", choices=OPTIMIZERS
+    bank_size: int = option(
+        512, "training examples whose codes the KDE is fitted on (0: all)", ge=0
     )
-    rev_lr: float = option(0.2, "reversal step size (normalized: the first step length)")
-    rev_l2: float = option(0.0, "weight lambda of lambda/2 ||z||^2 in the reversal loss")
+    rev_batch: int = option(0, "bank codes refreshed per iteration (0: the batch size)", ge=0)
+    warm_start: bool = option(True, "continue each code's reversal where its last refresh ended")
     rev_restarts: int = option(
         64,
         "prior draws (a pool renewed at each refit) a code restarts from when one "
         "reconstructs its example better (0: none)",
+        ge=0,
     )
-    rev_stop: str = option("steps", "reversal stop rule: steps, loss or mmd", choices=STOPS)
-    rev_tol: float = option(1e-4, "loss threshold, or MMD^2 threshold without --rev-level")
-    rev_level: float = option(0.0, "MMD rule: stop when a permutation test rejects at it")
-    rev_bandwidth: float = option(0.0, "MMD rule's kernel width (0: median heuristic)")
-    rev_init: str = option("prior", "initial codes: prior, normal or zeros", choices=INITS)
-    rev_init_std: float = option(1e-4, "std of normal initial codes")
+    reversal: ReversalConfig = option(
+        ReversalConfig(steps=1),
+        "reversal of the bank's codes (Algorithm 1), one refresh at a time",
+        prefix="rev",
+    )
     kde_bandwidth: str = option(
         DEFAULT_KDE_BANDWIDTH, "KDE bandwidth: a number or [f*]nn|std|scott|silverman|ml"
     )
-    kde_window: int = option(0, "fit the KDE to codes refreshed in the last N iterations (0: all)")
-    background: float = option(0.1, "weight of N(0, I) mixed into the KDE prior")
-    refit_every: int = option(10, "refit the KDE every N iterations")
+    kde_window: int = option(
+        0, "fit the KDE to codes refreshed in the last N iterations (0: all)", ge=0
+    )
+    background: float = option(0.1, "weight of N(0, I) mixed into the KDE prior", ge=0, le=1)
+    refit_every: int = option(10, "refit the KDE every N iterations", ge=1)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         parse_bandwidth(self.kde_bandwidth)
-        check_options(self.rev_steps, self.rev_lr, self.rev_stop, "l2", self.rev_level or None,
-                      self.rev_optimizer, self.rev_init, self.rev_l2,
-                      self.rev_bandwidth or None, self.rev_tol)  # fmt: skip
-        counts = (self.bank_size, self.kde_window, self.rev_restarts, self.rev_batch)
-        if min(counts) < 0 or self.refit_every < 1:
-            raise UsageError("--bank-size, --kde-window, --rev-batch and --rev-restarts must "
-                             "be >= 0, --refit-every >= 1")  # fmt: skip
-        if self.rev_stop == "mmd" and self.warm_start:
-            raise UsageError("--rev-stop mmd compares the data's codes with codes of generated "
-                             "samples started alike; use it with --no-warm-start (as --preset "
-                             "paper does)")  # fmt: skip
-        if not 0.0 <= self.background <= 1.0:
-            raise UsageError(f"--background must lie in [0, 1], got {self.background}")
-        if not 0.0 <= self.rev_level < 1.0:
-            raise UsageError(f"--rev-level must lie in [0, 1), got {self.rev_level}")
-        if not (self.rev_init_std > 0 and math.isfinite(self.rev_init_std)):
-            raise UsageError(f"--rev-init-std must be positive, got {self.rev_init_std}")
+        if self.reversal.stop == "mmd" and self.warm_start:
+            raise UsageError(
+                "--rev-stop mmd compares the data's codes with codes of generated samples "
+                "started alike; use it with --no-warm-start (as --preset paper does)"
+            )
 
 
 @METHODS.register("kdegan")
@@ -145,13 +123,26 @@ class KDEGAN(GAN):
         # from codes of std 1e-4, gradient descent at lr 1 until Claim 4's test rejects
         # (cap 50), and the KDE fitted on that minibatch's codes
         "paper": {
-            "bank_size": 0, "rev_batch": 64, "warm_start": False, "rev_optimizer": "sgd",
-            "rev_lr": 1.0, "rev_l2": 0.0, "rev_stop": "mmd", "rev_steps": 50,
-            "rev_level": 0.05, "rev_init": "normal", "rev_init_std": 1e-4,
-            "kde_bandwidth": "scott", "kde_window": 1, "refit_every": 1, "rev_restarts": 0,
+            "bank_size": 0,
+            "rev_batch": 64,
+            "warm_start": False,
+            "reversal": {
+                "optimizer": "sgd",
+                "lr": 1.0,
+                "l2": 0.0,
+                "stop": "mmd",
+                "steps": 50,
+                "level": 0.05,
+                "init": "normal",
+                "init_std": 1e-4,
+            },
+            "kde_bandwidth": "scott",
+            "kde_window": 1,
+            "refit_every": 1,
+            "rev_restarts": 0,
             "background": 0.0,
         },
-    }  # fmt: skip
+    }
 
     def __init__(self, config: KDEGANConfig, spec: DataSpec, device: torch.device) -> None:
         super().__init__(config, spec, device)
@@ -159,9 +150,17 @@ class KDEGAN(GAN):
         if spec.size < 2:
             raise UsageError("kdegan needs a training set of at least 2 examples")
         c = self.config
-        self.bank = CodeBank.subset(spec.size, c.bank_size, c.latent, seed=0, init=c.rev_init,
-                                    init_std=c.rev_init_std, device=device,
-                                    step_length=c.rev_lr)  # fmt: skip
+        r = c.reversal
+        self.bank = CodeBank.subset(
+            spec.size,
+            c.bank_size,
+            c.latent,
+            0,
+            init=r.init,
+            init_std=r.init_std,
+            device=device,
+            step_length=r.lr,
+        )
         self.kde: KDE | None = None
         self.pool: Candidates | None = None  # restart candidates, renewed at each refit
         self.images: Tensor | None = None
@@ -193,12 +192,13 @@ class KDEGAN(GAN):
         if self._iteration % self.config.refit_every == 0 and self.config.rev_restarts:
             self.pool = Candidates.draw(self.G, self.prior, self.config.rev_restarts)
         r = self.reverse()
-        stats: dict[str, float] = {"rev_loss": float(r.start_loss.mean())
-                                   if r.start_loss is not None else math.nan,
-                                   "rev_steps": float(r.steps_taken),
-                                   "rev_resets": float(r.resets),
-                                   "rev_restarts": float(r.restarts)}  # fmt: skip
-        if r.state is not None and self.config.rev_optimizer == "normalized":
+        stats: dict[str, float] = {
+            "rev_loss": float(r.start_loss.mean()) if r.start_loss is not None else math.nan,
+            "rev_steps": float(r.steps_taken),
+            "rev_resets": float(r.resets),
+            "rev_restarts": float(r.restarts),
+        }
+        if r.state is not None and self.config.reversal.optimizer == "normalized":
             stats["rev_step_length"] = float(r.state.length.mean())
         if self.config.warm_start:  # the refreshed codes as stored, under the current G
             stats["info_ratio"] = r.start_information
@@ -217,12 +217,14 @@ class KDEGAN(GAN):
         slots = self.bank.next_slots(self._rev_batch)
         mine = slots.tensor_split(distributed.world_size())[distributed.rank()]
         r = self.bank.reverse(
-            self.G, self.images, mine, c.warm_start, steps=c.rev_steps, lr=c.rev_lr,
-            optimizer=c.rev_optimizer, init=c.rev_init, init_std=c.rev_init_std,
-            stop=c.rev_stop, tol=c.rev_tol, level=c.rev_level or None,
-            mmd_bandwidth=c.rev_bandwidth or None, prior=self.prior_for_sampling(), l2=c.rev_l2,
+            self.G,
+            self.images,
+            mine,
+            c.reversal,
+            c.warm_start,
+            prior=self.prior_for_sampling(),
             candidates=self.pool,
-        )  # fmt: skip
+        )
         self._store(mine, r)
         return r
 
@@ -273,9 +275,12 @@ class KDEGAN(GAN):
         if past and self._info > INFO_WARNING and not self._warned:
             self._warned = True
             cfg = self.config
-            advice = ("--rev-steps 2 or a smaller --bank-size" if cfg.warm_start else
-                      "--warm-start (codes that keep improving across visits) or the default "
-                      "settings instead of --preset paper")  # fmt: skip
+            advice = (
+                "--rev-steps 2 or a smaller --bank-size"
+                if cfg.warm_start
+                else "--warm-start (codes that keep improving across visits) or the default "
+                "settings instead of --preset paper"
+            )
             warnings.warn(
                 f"kdegan: the bank's codes carry little information about their examples "
                 f"(info_ratio {self._info:.2f} > {INFO_WARNING} after {self._iteration} "
@@ -285,8 +290,12 @@ class KDEGAN(GAN):
             )
 
     def extra_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"bank": self.bank.state_dict(), "iteration": self._iteration,
-                                 "info": self._info, "warned": self._warned}  # fmt: skip
+        state: dict[str, Any] = {
+            "bank": self.bank.state_dict(),
+            "iteration": self._iteration,
+            "info": self._info,
+            "warned": self._warned,
+        }
         if self.kde is not None and self.kde.codes is not None:
             state["kde_codes"] = self.kde.codes
         if self.pool is not None:
@@ -311,5 +320,4 @@ def _portable(r: Reversal) -> Reversal:
     if state is not None:
         state = type(state)(state.length.cpu(), state.direction.cpu())
     loss = r.example_loss.cpu() if r.example_loss is not None else None
-    return Reversal(r.codes.cpu(), None, steps_taken=r.steps_taken, example_loss=loss,
-                    state=state)  # fmt: skip
+    return Reversal(r.codes.cpu(), None, steps_taken=r.steps_taken, example_loss=loss, state=state)

@@ -60,7 +60,7 @@ also exactly x when u = 0.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -86,8 +86,9 @@ from kdegen.nets.conditional import ClassHeadDiscriminator
 from kdegen.nets.unet import UNet
 from kdegen.objectives import OBJECTIVES, Objective
 
-VARIANTS = ("shared", "separate")
-COMBINES = ("tanh", "clip")
+Variant = Literal["shared", "separate"]
+Combine = Literal["tanh", "clip"]
+ModNetNorm = Literal["layer", "batch", "none"]
 
 
 @dataclass(frozen=True)
@@ -95,42 +96,36 @@ class ModNetConfig(MethodConfig):
     """Options of ``modnet`` (flags of the same names)."""
 
     objective: str = option("non-saturating", "GAN objective (Eq. 2.3-2.4: non-saturating)")
-    variant: str = option("shared", "shared: D also classifies; separate: its own classifier")
-    lam: float = option(2.0, "weight lambda of the L1 penalty (mean absolute change per pixel)")
-    class_weight: float = option(1.0, "weight w of the label cross-entropy (Eq. 2.5)")
-    combine: str = option("tanh", "tanh: delta added before a tanh; clip: clip(x + tanh(delta))")
-    margin: float = option(0.05, "--combine tanh: pixels clamped to +-(1 - margin) before atanh")
-    width: int = option(32, "filters at full resolution of the U-Net and of D")
-    depth: int = option(0, "U-Net halvings (0: while the image side is at least 8)")
-    d_norm: str = option("layer", "discriminator normalisation: layer, batch or none")
-    g_steps: int = option(1, "generator updates per discriminator update (k of the box)")
-    lr_g: float = option(2e-4, "generator learning rate (Adam)")
-    lr_d: float = option(2e-4, "discriminator and classifier learning rate (Adam)")
-    beta1: float = option(0.5, "Adam beta1")
-    beta2: float = option(0.999, "Adam beta2")
-    gp_weight: float = option(10.0, "wgan-gp penalty weight")
-    clip: float = option(0.01, "weight clipping bound c (wgan)")
-    pretrain_epochs: int = option(0, "--variant separate: classifier epochs before the GAN")
+    variant: Variant = option("shared", "shared: D also classifies; separate: its own classifier")
+    lam: float = option(
+        2.0, "weight lambda of the L1 penalty (mean absolute change per pixel)", ge=0
+    )
+    class_weight: float = option(1.0, "weight w of the label cross-entropy (Eq. 2.5)", ge=0)
+    combine: Combine = option(
+        "tanh", "tanh: delta added before a tanh; clip: clip(x + tanh(delta))"
+    )
+    margin: float = option(
+        0.05, "--combine tanh: pixels clamped to +-(1 - margin) before atanh", gt=0, lt=1
+    )
+    width: int = option(32, "filters at full resolution of the U-Net and of D", ge=1)
+    depth: int = option(0, "U-Net halvings (0: while the image side is at least 8)", ge=0)
+    d_norm: ModNetNorm = option("layer", "discriminator normalisation")
+    g_steps: int = option(1, "generator updates per discriminator update (k of the box)", ge=1)
+    lr_g: float = option(2e-4, "generator learning rate (Adam)", gt=0)
+    lr_d: float = option(2e-4, "discriminator and classifier learning rate (Adam)", gt=0)
+    beta1: float = option(0.5, "Adam beta1", ge=0, lt=1)
+    beta2: float = option(0.999, "Adam beta2", ge=0, lt=1)
+    gp_weight: float = option(10.0, "wgan-gp penalty weight", ge=0)
+    clip: float = option(0.01, "weight clipping bound c (wgan)", gt=0)
+    pretrain_epochs: int = option(0, "--variant separate: classifier epochs before the GAN", ge=0)
     freeze_classifier: bool = option(False, "--variant separate: never update the classifier")
     classify_fakes: bool = option(
         False, "the classifier learns generated images as their targets (Eq. 2.5 as printed)"
     )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         OBJECTIVES.get(self.objective)
-        for name, allowed in (("variant", VARIANTS), ("combine", COMBINES),
-                              ("d_norm", ("layer", "batch", "none"))):  # fmt: skip
-            if getattr(self, name) not in allowed:
-                raise UsageError(f"--{name.replace('_', '-')} must be one of "
-                                 f"{', '.join(allowed)}, got {getattr(self, name)!r}")  # fmt: skip
-        if not 0 < self.margin < 1:
-            raise UsageError(f"--margin must be in (0, 1), got {self.margin}")
-        if min(self.width, self.g_steps) < 1 or min(self.depth, self.pretrain_epochs) < 0:
-            raise UsageError("--width and --g-steps must be >= 1, --depth, --pretrain-epochs >= 0")
-        if min(self.lam, self.class_weight, self.gp_weight) < 0:
-            raise UsageError("--lam, --class-weight and --gp-weight must be >= 0")
-        if not (self.lr_g > 0 and self.lr_d > 0 and self.clip > 0):
-            raise UsageError("--lr-g, --lr-d and --clip must be positive")
         if self.variant == "shared" and (self.pretrain_epochs or self.freeze_classifier):
             raise UsageError("--pretrain-epochs and --freeze-classifier need --variant separate")
         if self.freeze_classifier and not self.pretrain_epochs:

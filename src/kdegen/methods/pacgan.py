@@ -23,7 +23,6 @@ import torch
 from torch import Tensor, nn
 
 from kdegen.config import option
-from kdegen.errors import UsageError
 from kdegen.methods.base import METHODS, DataSpec
 from kdegen.methods.gan import GAN, GANConfig
 from kdegen.nets import NetOptions, build_pair
@@ -51,12 +50,7 @@ def packed_shape(shape: tuple[int, ...], m: int) -> tuple[int, ...]:
 class PacGANConfig(GANConfig):
     """Options of ``pacgan``: those of ``gan`` plus the packing degree m."""
 
-    pack: int = option(2, "samples packed into one discriminator input (PacGAN-m)")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.pack < 1:
-            raise UsageError(f"--pack must be at least 1 (1: a plain GAN), got {self.pack}")
+    pack: int = option(2, "samples packed into one discriminator input (PacGAN-m)", ge=1)
 
 
 @METHODS.register("pacgan")

@@ -57,13 +57,8 @@ class SSGANConfig(GANConfig):
     feature_matching: bool = option(
         True, "generator loss ||mean f(x) - mean f(G(z))||^2 (Sec. 3.1) instead of the objective's"
     )
-    labeled: int = option(100, "labelled examples, the same number per class (0: all)")
-    class_weight: float = option(1.0, "weight of the supervised cross-entropy")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.labeled < 0 or not self.class_weight >= 0:
-            raise UsageError("--labeled must be >= 0 (0: all) and --class-weight >= 0")
+    labeled: int = option(100, "labelled examples, the same number per class (0: all)", ge=0)
+    class_weight: float = option(1.0, "weight of the supervised cross-entropy", ge=0)
 
     def resolved(self, spec: DataSpec) -> Any:
         d_norm = "layer" if self.d_norm == "auto" else self.d_norm

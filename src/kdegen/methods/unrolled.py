@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -49,7 +50,7 @@ from kdegen.methods.base import METHODS, DataSpec
 from kdegen.methods.gan import GAN, GANConfig
 from kdegen.objectives import Objective, gradient_penalty
 
-UNROLL_OPTIMIZERS = ("adam", "sgd")
+UnrollOptimizer = Literal["adam", "sgd"]
 Params = dict[str, Tensor]
 
 
@@ -57,23 +58,13 @@ Params = dict[str, Tensor]
 class UnrolledConfig(GANConfig):
     """Options of ``unrolled``: those of ``gan`` plus the unrolling."""
 
-    unroll_steps: int = option(5, "discriminator updates k unrolled in the generator's loss")
-    unroll_optimizer: str = option(
-        "adam", "update rule of the unrolled steps: adam or sgd", choices=UNROLL_OPTIMIZERS
-    )
-    unroll_lr: float = option(0.0, "step size of the unrolled updates (0: --lr-d)")
+    unroll_steps: int = option(5, "discriminator updates k unrolled in the generator's loss", ge=0)
+    unroll_optimizer: UnrollOptimizer = option("adam", "update rule of the unrolled steps")
+    unroll_lr: float = option(0.0, "step size of the unrolled updates (0: --lr-d)", ge=0)
     first_order: bool = option(False, "drop the gradient through the unrolled updates")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.unroll_steps < 0:
-            raise UsageError(f"--unroll-steps must be >= 0, got {self.unroll_steps}")
-        if self.unroll_optimizer not in UNROLL_OPTIMIZERS:
-            raise UsageError(
-                f"--unroll-optimizer must be adam or sgd, got {self.unroll_optimizer!r}"
-            )
-        if self.unroll_lr < 0:
-            raise UsageError("--unroll-lr must be >= 0 (0: the discriminator's learning rate)")
         if self.feature_matching:
             raise UsageError(
                 "--feature-matching replaces the generator's loss that unrolling differentiates; "

@@ -24,14 +24,12 @@ from kdegen.methods.base import METHODS, Batch
 class VAEConfig(AEConfig):
     """Options of ``vae``."""
 
-    beta: float = option(1.0, "weight of the KL term (beta-VAE when != 1)")
+    beta: float = option(1.0, "weight of the KL term (beta-VAE when != 1)", ge=0)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.target != "normal":
             raise UsageError("the vae's prior is the standard normal; use --target normal")
-        if not self.beta >= 0:
-            raise UsageError(f"--beta must be >= 0, got {self.beta}")
 
 
 @METHODS.register("vae")

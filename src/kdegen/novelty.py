@@ -18,8 +18,8 @@ from torch import Tensor, nn
 from torch.func import jacfwd, vmap
 
 from kdegen.errors import UsageError
+from kdegen.nets.modes import frozen
 from kdegen.priors import Prior
-from kdegen.reversal import frozen
 
 
 def decoder_log_volume(decoder: nn.Module, z: Tensor, batch_size: int = 256) -> Tensor:

@@ -7,6 +7,8 @@ unknown name raises :class:`kdegen.UsageError` naming the closest choices.
 from __future__ import annotations
 
 import difflib
+import importlib
+import pkgutil
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
@@ -67,3 +69,13 @@ class Registry(Generic[T]):
 
     def items(self) -> list[tuple[str, T]]:
         return list(self._entries.items())
+
+
+def import_submodules(package: str) -> list[str]:
+    """Import every module of ``package`` (not starting with ``_``) for its registrations,
+    so that adding a method or an experiment is adding one module; returns their names."""
+    module = importlib.import_module(package)
+    names = [m.name for m in pkgutil.iter_modules(module.__path__) if not m.name.startswith("_")]
+    for name in names:
+        importlib.import_module(f"{package}.{name}")
+    return names

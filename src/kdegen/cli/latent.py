@@ -17,6 +17,7 @@ from kdegen.config import RunConfig, option, replace
 from kdegen.data import load
 from kdegen.errors import UsageError
 from kdegen.images import save_grid
+from kdegen.methods.capabilities import Autoencodes, HasGenerator, KeepsCodes, capable
 from kdegen.reversal import ReversalConfig
 
 
@@ -44,16 +45,37 @@ def _load(options: DataOptions, n: int | None) -> tuple[runs.LoadedRun, Any]:
     return loaded, data
 
 
+def _generating(loaded: runs.LoadedRun) -> HasGenerator:
+    method: HasGenerator = capable(
+        loaded.method,
+        HasGenerator,
+        loaded.config.method,
+        "no generator that maps latent codes to data; reverse a gan-family or autoencoder run",
+    )
+    return method
+
+
+def _autoencoding(loaded: runs.LoadedRun) -> Autoencodes:
+    method: Autoencodes = capable(
+        loaded.method,
+        Autoencodes,
+        loaded.config.method,
+        "no encoder; use `kdegen reverse` to find codes through its generator",
+    )
+    return method
+
+
 def _reverse(
     loaded: runs.LoadedRun, images: torch.Tensor, options: LatentOptions, progress: bool = True
 ) -> latent.ReversedSet:
-    G = loaded.method.generator()
+    method = _generating(loaded)
+    G = method.generator()
     device = next(G.parameters()).device
     return latent.reverse_images(
         G,
         images.to(device),
         options.reversal,
-        prior=loaded.method.prior_for_sampling(),
+        prior=method.prior_for_sampling(),
         batch_size=options.batch_size,
         seed=options.seed,
         progress=progress,
@@ -91,7 +113,7 @@ def cmd_encode(argv: list[str]) -> int:
     o = parse(EncodeOptions, argv, "kdegen encode", cmd_encode.__doc__)
     out = output_path(o.out, (".npz",))
     loaded, data = _load(o, o.n)
-    method = loaded.method
+    method = _autoencoding(loaded)
     x = data.images.to(_device(loaded))
     codes = method.encode(x)
     recon = latent.generate(method.generator(), codes)
@@ -100,7 +122,7 @@ def cmd_encode(argv: list[str]) -> int:
         codes.cpu(), error, torch.zeros(len(x), dtype=torch.long), recon.cpu()
     )
     latent.save_codes(out, result, data.labels)
-    if len(method.spec.shape) == 3:
+    if len(loaded.method.spec.shape) == 3:
         shown = min(16, len(x))
         pair = torch.cat([data.images[:shown].cpu(), result.reconstructions[:shown]])
         save_grid(pair, out.with_suffix(".png"), nrow=shown)
@@ -128,7 +150,7 @@ def cmd_traverse(argv: list[str]) -> int:
     pick = torch.randperm(len(data), generator=g)[: 2 * o.pairs]
     codes = _reverse(loaded, data.images[pick], o, progress=False).codes
     path = latent.interpolate(codes[0::2], codes[1::2], o.points)
-    images = latent.generate(loaded.method.generator(), path.to(_device(loaded)))
+    images = latent.generate(_generating(loaded).generator(), path.to(_device(loaded)))
     save_grid(images, out, nrow=o.points)
     print(f"wrote {o.pairs} traversals of {o.points} points to {out}")
     return 0
@@ -152,7 +174,7 @@ def cmd_explore(argv: list[str]) -> int:
     codes = _reverse(loaded, data.images, o, progress=False).codes
     g = torch.Generator().manual_seed(o.seed)
     near = torch.cat([latent.ball(c, o.radius, o.per_image, g) for c in codes.cpu()])
-    decoded = latent.generate(loaded.method.generator(), near.to(_device(loaded))).cpu()
+    decoded = latent.generate(_generating(loaded).generator(), near.to(_device(loaded))).cpu()
     k = o.per_image
     rows = [
         torch.cat([data.images[i : i + 1].cpu(), decoded[i * k : (i + 1) * k]])
@@ -169,7 +191,7 @@ def _need_images(loaded: runs.LoadedRun) -> None:
 
 
 def _device(loaded: runs.LoadedRun) -> torch.device:
-    return next(loaded.method.generator().parameters()).device
+    return next(_generating(loaded).generator().parameters()).device
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -192,14 +214,17 @@ def cmd_analyze(argv: list[str]) -> int:
     from kdegen.analysis import analyze_latent, reinitialize
 
     out.mkdir(parents=True, exist_ok=True)
-    G = loaded.method.generator()
+    method = _generating(loaded)
+    G = method.generator()
     device = _device(loaded)
     # the same network with fresh random weights
     train = replace(loaded.config.train, {"seed": loaded.config.train.seed + 1})
     fresh = RunConfig(loaded.config.method, loaded.config.options, train)
-    random_G = reinitialize(runs.build_method(fresh, loaded.method.spec, device).generator())
-    train_codes = loaded.method.latent_codes()
-    if train_codes is None:  # no bank: reverse as many training images
+    random_method = runs.build_method(fresh, loaded.method.spec, device)
+    random_G = reinitialize(random_method.generator())  # type: ignore[attr-defined]
+    if isinstance(method, KeepsCodes):
+        train_codes = method.latent_codes()
+    else:  # no bank: reverse as many training images
         train_images = load(o.data, split="train").images[: o.n]
         train_codes = _reverse(loaded, train_images, o).codes
     summary = analyze_latent(
@@ -210,7 +235,7 @@ def cmd_analyze(argv: list[str]) -> int:
         train_codes,
         o.reversal,
         out,
-        prior=loaded.method.prior_for_sampling(),
+        prior=method.prior_for_sampling(),
         curve_steps=o.curve_steps,
         batch_size=o.batch_size,
         seed=o.seed,
@@ -249,7 +274,7 @@ def cmd_novelty(argv: list[str]) -> int:
         raise UsageError(f"--inlier-class {args.inlier_class} is not among the labels")
     from kdegen import novelty
 
-    method, device = loaded.method, _device(loaded)
+    method, device = _autoencoding(loaded), _device(loaded)
     decoder, x = method.generator(), data.images.to(device)
     z = method.encode(x)
     sigma2 = args.sigma**2 if args.sigma is not None else _train_noise(args, method, device)
@@ -285,7 +310,7 @@ def cmd_novelty(argv: list[str]) -> int:
     return 0
 
 
-def _train_noise(args: NoveltyOptions, method: Any, device: torch.device) -> float:
+def _train_noise(args: NoveltyOptions, method: Autoencodes, device: torch.device) -> float:
     """sigma^2 from the training split (of the inlier class when one is named)."""
     from kdegen import novelty
 

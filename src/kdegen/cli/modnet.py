@@ -18,7 +18,7 @@ from kdegen.config import option
 from kdegen.data import load
 from kdegen.errors import UsageError
 from kdegen.images import save_grid
-from kdegen.methods.modnet import ModNet
+from kdegen.methods.capabilities import TransformsImages, capable
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,17 +35,23 @@ def cmd_modnet(argv: list[str]) -> int:
     args = parse(ModNetOptions, argv, "kdegen modnet", cmd_modnet.__doc__)
     out = output_path(args.out, (".png",))
     loaded = runs.load_run(args.run, args.device)
-    method = loaded.method
-    if not isinstance(method, ModNet):
-        raise UsageError(f"{args.run} is a {loaded.config.method} run; kdegen modnet needs a "
-                         "run trained with --method modnet")  # fmt: skip
+    method: TransformsImages = capable(
+        loaded.method,
+        TransformsImages,
+        loaded.config.method,
+        "no image-to-image network; kdegen modnet needs a run trained with --method modnet",
+    )
     if not 0 <= args.target < method.classes:
-        raise UsageError(f"--target {args.target} is not a class of this run; give 0 to "
-                         f"{method.classes - 1}")  # fmt: skip
+        raise UsageError(
+            f"--target {args.target} is not a class of this run; give 0 to {method.classes - 1}"
+        )
     data = load(args.data, split=args.split)
-    if tuple(data.shape) != method.spec.shape:
-        raise UsageError(f"{args.data} has examples of shape {tuple(data.shape)}; the run was "
-                         f"trained on shape {method.spec.shape}")  # fmt: skip
+    shape = loaded.method.spec.shape
+    if tuple(data.shape) != shape:
+        raise UsageError(
+            f"{args.data} has examples of shape {tuple(data.shape)}; the run was trained on "
+            f"shape {shape}"
+        )
     pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(args.seed))
     x = data.images[pick[: args.n]]
     target = torch.full((len(x),), args.target, dtype=torch.long)
@@ -53,7 +59,9 @@ def cmd_modnet(argv: list[str]) -> int:
     save_grid(torch.cat([x, (y - x) / 2, y]), out, nrow=len(x))
     hits = int((method.classify(y).argmax(1).cpu() == args.target).sum())
     before = int((method.classify(x).argmax(1).cpu() == args.target).sum())
-    print(f"wrote {out}: {len(x)} inputs, deltas and outputs (rows); the run's classifier "
-          f"says {args.target} for {hits}/{len(x)} outputs ({before}/{len(x)} inputs); "
-          f"mean |delta| {float((y - x).abs().mean()):.3f}")  # fmt: skip
+    print(
+        f"wrote {out}: {len(x)} inputs, deltas and outputs (rows); the run's classifier "
+        f"says {args.target} for {hits}/{len(x)} outputs ({before}/{len(x)} inputs); "
+        f"mean |delta| {float((y - x).abs().mean()):.3f}"
+    )
     return 0

@@ -16,6 +16,7 @@ from kdegen.cli.flags import add_flags, build, flags_given, given, parse
 from kdegen.config import Config, RunConfig, TrainConfig, from_dict, option, read_json, replace
 from kdegen.errors import UsageError
 from kdegen.methods import METHODS
+from kdegen.methods.capabilities import HasGenerator, KeepsCodes, SamplesClasses, capable
 from kdegen.objectives import OBJECTIVES
 from kdegen.priors import DEFAULT_KDE_BANDWIDTH, parse_bandwidth
 from kdegen.reversal import latent_dim
@@ -199,7 +200,10 @@ def cmd_sample(argv: list[str]) -> int:
     elif args.prior == "kde":
         from kdegen import latent
 
-        G = loaded.method.generator()
+        method: HasGenerator = capable(
+            loaded.method, HasGenerator, loaded.config.method, "no generator for --prior kde"
+        )
+        G = method.generator()
         codes = _codes_for_kde(loaded.method, args.codes)
         kde = latent.kde_of(codes, args.bandwidth, args.background, latent_dim(G))
         samples = latent.sample_prior(G, kde, args.n, rng)
@@ -214,16 +218,15 @@ def cmd_sample(argv: list[str]) -> int:
 def _class_samples(
     loaded: runs.LoadedRun, n: int, label: int, prior: str, rng: torch.Generator
 ) -> torch.Tensor:
-    from kdegen.methods.labelled import SamplesClasses
-
     if prior != "run":
         raise UsageError("--label draws from the run's own prior; leave out --prior kde")
-    if not isinstance(loaded.method, SamplesClasses):
-        raise UsageError(
-            f"--label needs a conditional run (cgan, acgan); {loaded.run.path} "
-            f"is a {loaded.config.method} run"
-        )
-    return loaded.method.sample_class(n, label, rng)
+    method: SamplesClasses = capable(
+        loaded.method,
+        SamplesClasses,
+        loaded.config.method,
+        "no class-conditional generator; --label needs a cgan or acgan run",
+    )
+    return method.sample_class(n, label, rng)
 
 
 def _codes_for_kde(method: Any, path: str | None) -> torch.Tensor:
@@ -231,13 +234,12 @@ def _codes_for_kde(method: Any, path: str | None) -> torch.Tensor:
         from kdegen.latent import read_codes
 
         return read_codes(path)
-    codes = method.latent_codes()
-    if codes is None:
+    if not isinstance(method, KeepsCodes):
         raise UsageError(
             "this run keeps no codes; reverse data first (`kdegen reverse RUN --out c.npz`) "
             "and pass --codes c.npz"
         )
-    return codes
+    return method.latent_codes()
 
 
 def _write_samples(samples: torch.Tensor, out: Path) -> None:

@@ -20,21 +20,6 @@ minutes on 2 CPU cores) writing ``table.md``, ``results.json`` and ``plot.png`` 
   kdegan samples to the training set.
 """
 
-# Imported for their side effect: each module registers its experiment in EXPERIMENTS.
-from kdegen.experiments import (  # noqa: F401
-    corruptions,
-    gen_bandwidths,
-    gen_correlation,
-    gen_entropy,
-    gen_mog,
-    learning_speed,
-    memorisation,
-    metric_ranking,
-    missing_modes,
-    mode_collapse,
-    mode_recovery,
-    modnet_augment,
-)
 from kdegen.experiments.base import (
     EXPERIMENTS,
     Experiment,
@@ -44,6 +29,10 @@ from kdegen.experiments.base import (
     run_experiment,
     run_parts,
 )
+from kdegen.registry import import_submodules
+
+# every module registers its experiment in EXPERIMENTS: a new one is one new module
+import_submodules(__name__)
 
 __all__ = [
     "EXPERIMENTS",

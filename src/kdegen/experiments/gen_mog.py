@@ -55,7 +55,7 @@ def _run(labelled: int, settings: Settings, steps: int) -> tuple[dict[str, Any],
     codes = model.encode(test.images)
     assert isinstance(model.target, GaussianMixture)
     modes = model.target.responsibilities(codes.double()).argmax(1)
-    row = {"labelled": labelled, "bandwidth": model.config.bandwidth,  # type: ignore[attr-defined]
+    row = {"labelled": labelled, "bandwidth": model.config.bandwidth,
            "own_mode": float((modes == test.labels).double().mean()),
            "matched_accuracy": matched_accuracy(modes, test.labels, MODES)}  # fmt: skip
     return row, codes

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kdegen import runs
-from kdegen.config import RunConfig, TrainConfig
+from kdegen.config import RunConfig, TrainConfig, from_dict
 from kdegen.data import load
 from kdegen.errors import UsageError
 from kdegen.evaluation.metrics import inception_score
@@ -85,7 +85,8 @@ def train_curve(label: str, data: str, steps: int, every: int, seed: int, folder
                         sample_every=steps, checkpoint_every=steps, keep_checkpoints=0,
                         device=device, eval_every=every, eval_metrics=METRICS,
                         eval_n=EVAL_N)  # fmt: skip
-    run = runs.start(RunConfig(name, cls.Config(**options), train), folder, force=True,
+    config = RunConfig(name, from_dict(cls.Config, options, label), train)
+    run = runs.start(config, folder, force=True,
                      progress=progress)  # fmt: skip
     out: dict[str, Any] = {"steps": [], "time": [], "inception_score": [], "fid": [],
                            "rev_step": [], "rev_steps": []}  # fmt: skip

@@ -46,6 +46,7 @@ from kdegen.experiments.base import (
     write_outputs,
 )
 from kdegen.methods import METHODS
+from kdegen.nets.modes import evaluating, sizes
 from kdegen.priors import KDE, Normal
 
 PAPER = {"normal": (4.56, 0.34), "kde": (4.26, 0.37)}  # MNIST, [0, 1] pixels
@@ -84,12 +85,8 @@ def _train(name: str, data: str, size: Size, settings: Settings) -> Any:
 
 def _draw(G: torch.nn.Module, prior: Any, n: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    was = G.training
-    G.eval()
-    with torch.no_grad():
-        out = torch.cat([G(prior.sample(min(500, n - i), g)) for i in range(0, n, 500)])
-    G.train(was)
-    return out
+    with evaluating(G):
+        return torch.cat([G(prior.sample(m, g)) for m in sizes(n, 500)])
 
 
 @experiment("memorisation", "Generator Reversal Table 1: nearest-neighbour distance of "

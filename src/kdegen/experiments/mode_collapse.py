@@ -45,7 +45,7 @@ import torch
 from torch import Tensor
 
 from kdegen import runs
-from kdegen.config import RunConfig, TrainConfig
+from kdegen.config import RunConfig, TrainConfig, from_dict
 from kdegen.data import ImageData, load
 from kdegen.errors import UsageError
 from kdegen.evaluation.metrics import mode_count
@@ -111,7 +111,7 @@ def train_and_count(data: str, label: str, seed: int, steps: int, folder: str, d
     train = TrainConfig(data=data, steps=steps, batch_size=BATCH, seed=seed, log_every=100,
                         sample_every=steps, checkpoint_every=steps, keep_checkpoints=0,
                         device=device)  # fmt: skip
-    config = RunConfig(name, cls.Config(**{**SHARED, **extra}), train)
+    config = RunConfig(name, from_dict(cls.Config, {**SHARED, **extra}, name), train)
     run = runs.start(config, folder, force=True, progress=False)
     method = runs.load_run(run.path, "cpu").method
     mixture = load(data, "test")

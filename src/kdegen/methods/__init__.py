@@ -1,42 +1,12 @@
-"""Trainable systems registered by name: ``METHODS.get("gan")`` and, later, kdegan, gen, ...
+"""Trainable systems registered by name: ``METHODS.get("gan")``, ``METHODS.get("kdegen")``, ...
 
-Importing this package registers every method module listed here.
+Every module of this package is imported here for its ``@METHODS.register(name)``: a new
+method is one new module, registered by its decorator.
 """
 
-from kdegen.methods import (
-    aae,
-    acgan,
-    autoencoder,
-    bigan,
-    cgan,
-    gan,
-    gen,
-    kdegan,
-    modnet,
-    pacgan,
-    ssgan,
-    unrolled,
-    vae,
-)
 from kdegen.methods.base import METHODS, Batch, DataSpec, Method, MethodConfig
+from kdegen.registry import import_submodules
 
-__all__ = [
-    "METHODS",
-    "Batch",
-    "DataSpec",
-    "Method",
-    "MethodConfig",
-    "aae",
-    "acgan",
-    "autoencoder",
-    "bigan",
-    "cgan",
-    "gan",
-    "gen",
-    "kdegan",
-    "modnet",
-    "pacgan",
-    "ssgan",
-    "unrolled",
-    "vae",
-]
+import_submodules(__name__)
+
+__all__ = ["METHODS", "Batch", "DataSpec", "Method", "MethodConfig"]

@@ -19,6 +19,7 @@ from kdegen.config import option
 from kdegen.methods.autoencoder import AEConfig, AutoEncoder
 from kdegen.methods.base import METHODS, Batch, DataSpec, Losses
 from kdegen.nets.mlp import MLPDiscriminator
+from kdegen.nets.modes import frozen
 from kdegen.priors import GaussianMixture
 
 
@@ -31,7 +32,7 @@ class AAEConfig(AEConfig):
 
 
 @METHODS.register("aae")
-class AAE(AutoEncoder):
+class AAE(AutoEncoder[AAEConfig]):
     """Autoencoder whose codes are matched to the target by a latent discriminator."""
 
     Config = AAEConfig
@@ -60,13 +61,10 @@ class AAE(AutoEncoder):
         distributed.average_gradients(self.Dz.parameters())
         self.opt_dz.step()
         # encoder phase: make codes look like target samples
-        self.Dz.requires_grad_(False)
-        try:
+        with frozen(self.Dz, keep_mode=True):
             g_loss = F.softplus(-self.Dz(z)).mean()
             self.opt_e.zero_grad(set_to_none=True)
             g_loss.backward()
-        finally:
-            self.Dz.requires_grad_(True)
         distributed.average_gradients(self.E.parameters())
         self.opt_e.step()
         losses.update(d_loss=d_loss.detach(), g_loss=g_loss.detach())

@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from kdegen.config import option
@@ -34,6 +33,7 @@ from kdegen.methods.cgan import (
 )
 from kdegen.nets import build_pair
 from kdegen.nets.conditional import ClassHeadDiscriminator, ConditionalGenerator
+from kdegen.nets.modes import evaluating
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class ACGANConfig(CGANConfig):
 
 
 @METHODS.register("acgan")
-class ACGAN(LabelledGAN):
+class ACGAN(LabelledGAN[ACGANConfig]):
     """Conditional generator, discriminator with a source logit and K class logits."""
 
     Config = ACGANConfig
@@ -67,12 +67,7 @@ class ACGAN(LabelledGAN):
     def matching_loss(self, real: Tensor, fake: Tensor, y: Tensor) -> Tensor:
         return body_matching_loss(self.D, real, fake)
 
-    @torch.no_grad()
     def classify(self, x: Tensor) -> Tensor:
         """Class logits (N, K) of the auxiliary classifier, in eval mode."""
-        was_training = self.D.training
-        self.D.eval()
-        try:
+        with evaluating(self.D):
             return self.D(x.to(self.device))[:, 1:]
-        finally:
-            self.D.train(was_training)

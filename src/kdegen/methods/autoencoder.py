@@ -10,7 +10,7 @@ with a few labelled examples tied to their class's mode.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -21,9 +21,13 @@ from kdegen.errors import UsageError
 from kdegen.methods.base import METHODS, Batch, DataSpec, Losses, Method, MethodConfig
 from kdegen.nets.autoencoders import AUTOENCODERS, AutoencoderOptions, build_autoencoder
 from kdegen.nets.dcgan import init_dcgan_weights
+from kdegen.nets.modes import chunked, evaluating, sizes
 from kdegen.priors import Normal, Prior
 
 Target = Literal["normal", "mog"]
+
+
+ACSelf = TypeVar("ACSelf", bound="AEConfig")
 
 
 @dataclass(frozen=True)
@@ -49,11 +53,14 @@ class AEConfig(MethodConfig):
         if self.labeled and self.target != "mog":
             raise UsageError("--labeled needs --target mog (one mode per class)")
 
-    def resolved(self, spec: DataSpec) -> Any:
+    def resolved(self: ACSelf, spec: DataSpec) -> ACSelf:
         from dataclasses import replace
 
         arch = self.arch if self.arch != "auto" else ("conv" if spec.is_image else "fc")
         return replace(self, arch=arch)
+
+
+AC = TypeVar("AC", bound=AEConfig)
 
 
 def make_target(config: AEConfig, device: torch.device) -> Prior:
@@ -66,16 +73,15 @@ def make_target(config: AEConfig, device: torch.device) -> Prior:
 
 
 @METHODS.register("ae")
-class AutoEncoder(Method):
+class AutoEncoder(Method[AC]):
     """Encoder and decoder trained on reconstruction alone; samples decode target draws."""
 
     Config = AEConfig
     encoder_outputs = 1  # multiples of the latent size the encoder emits (2 for a VAE)
 
-    def __init__(self, config: AEConfig, spec: DataSpec, device: torch.device) -> None:
+    def __init__(self, config: AC, spec: DataSpec, device: torch.device) -> None:
         config = config.resolved(spec)
         super().__init__(config, spec, device)
-        self.config: AEConfig = config
         options = AutoencoderOptions(config.width, config.hidden, config.layers)
         E, D = build_autoencoder(config.arch, spec.shape, config.latent,
                                  config.latent * self.encoder_outputs, options)  # fmt: skip
@@ -120,17 +126,11 @@ class AutoEncoder(Method):
         """Training-time codes of a batch (B, l), with gradients."""
         return self.E(x)
 
-    @torch.no_grad()
     def encode(self, x: Tensor, batch_size: int = 1024) -> Tensor:
         """Deterministic codes (N, l) in eval mode, in chunks (a VAE gives its means)."""
-        was = self.E.training
-        self.E.eval()
-        try:
-            out = [self.E(x[i : i + batch_size])[:, : self.config.latent]
-                   for i in range(0, len(x), batch_size)]  # fmt: skip
-        finally:
-            self.E.train(was)
-        return torch.cat(out)
+        empty = torch.empty(0, self.config.latent, device=self.device)
+        with evaluating(self.E):
+            return chunked(lambda part: self.E(part)[:, : self.config.latent], x, batch_size, empty)
 
     def reconstruction(self, x: Tensor, z: Tensor) -> Tensor:
         """Mean squared error per pixel, averaged over the batch."""
@@ -157,14 +157,8 @@ class AutoEncoder(Method):
     def after_step(self, z: Tensor, batch: Batch) -> None:
         """Called with the batch's detached codes after each update."""
 
-    @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        was = self.D.training
-        self.D.eval()
-        try:
-            prior = self.prior_for_sampling()
-            out = [self.D(prior.sample(min(1024, n - i), generator).to(self.device))
-                   for i in range(0, n, 1024)]  # fmt: skip
-        finally:
-            self.D.train(was)
+        prior = self.prior_for_sampling()
+        with evaluating(self.D):
+            out = [self.D(prior.sample(m, generator).to(self.device)) for m in sizes(n, 1024)]
         return torch.cat(out) if out else torch.empty(0, *self.spec.shape)

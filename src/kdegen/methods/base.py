@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -73,15 +73,21 @@ class Batch:
 Losses = Mapping[str, "Tensor | float"]
 
 
+Self = TypeVar("Self", bound="MethodConfig")
+
+
 class MethodConfig(Config):
     """Base of method configs: ``resolved`` fills automatic choices for the data."""
 
-    def resolved(self, spec: DataSpec) -> Any:
+    def resolved(self: Self, spec: DataSpec) -> Self:
         """The config with every automatic value made explicit (saved as config.json)."""
         return self
 
 
-class Method(ABC):
+C = TypeVar("C", bound=MethodConfig)
+
+
+class Method(ABC, Generic[C]):
     """Base class of trainable systems.
 
     Subclasses set ``Config`` (their frozen config dataclass), build networks and
@@ -99,8 +105,9 @@ class Method(ABC):
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
     batches_per_step: int = 1  # minibatches consumed by one train_step (e.g. n_critic)
 
-    def __init__(self, config: Any, spec: DataSpec, device: torch.device) -> None:
-        self.config, self.spec, self.device = config, spec, device
+    def __init__(self, config: C, spec: DataSpec, device: torch.device) -> None:
+        self.config: C = config
+        self.spec, self.device = spec, device
 
     @abstractmethod
     def train_step(self, batch: Batch) -> Losses:
@@ -119,34 +126,18 @@ class Method(ABC):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """The method's optimizers by name."""
 
-    def bind_data(self, images: Tensor, labels: Tensor | None) -> None:  # noqa: B027
+    def bind_data(self, images: Tensor, labels: Tensor | None) -> None:
         """Called once by the trainer with the whole training set (on the method's device),
         for methods that keep statistics over it (e.g. the GEN's lagging code set)."""
 
-    def encode(self, x: Tensor) -> Tensor:
-        """Codes (N, k) of data (N, *shape) from the method's encoder."""
-        raise UsageError(f"a {type(self).__name__} run has no encoder; use `kdegen reverse`")
-
-    def generator(self) -> nn.Module:
-        """The network mapping latent codes (B, k) to data, for reversal and sampling."""
-        raise UsageError(f"a {type(self).__name__} run has no generator to work with")
-
-    def prior_for_sampling(self) -> Any:
-        """The prior ``sample`` draws codes from (a Prior), for tools that resample it."""
-        raise UsageError(f"a {type(self).__name__} run has no latent prior")
-
-    def latent_codes(self) -> Tensor | None:
-        """Codes the method keeps for its training data (a code bank), or None."""
-        return None
-
-    def set_progress(self, step: int, total: int) -> None:  # noqa: B027 (optional hook)
+    def set_progress(self, step: int, total: int) -> None:
         """Called before each step with the step index and the run's total (schedules)."""
 
     def extra_state(self) -> dict[str, Any]:
         """State beyond networks and optimizers (tensors and plain data only)."""
         return {}
 
-    def load_extra_state(self, state: Mapping[str, Any]) -> None:  # noqa: B027 (optional hook)
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
         """Restore what ``extra_state`` returned."""
 
     def state_dict(self) -> dict[str, Any]:

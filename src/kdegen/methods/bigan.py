@@ -32,6 +32,7 @@ from kdegen.nets import NetOptions, build_pair, init_dcgan_weights
 from kdegen.nets.autoencoders import ConvEncoder, FCEncoder
 from kdegen.nets.joint import join, joint_discriminator
 from kdegen.nets.minibatch import feature_matching_loss
+from kdegen.nets.modes import chunked, evaluating
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def build_encoder(spec: DataSpec, latent: int, width: int, hidden: int, layers: 
 
 
 @METHODS.register("bigan")
-class BiGAN(GAN):
+class BiGAN(GAN[BiGANConfig]):
     """Generator G, encoder E and a discriminator on (x, z) pairs (see the module)."""
 
     Config = BiGANConfig
@@ -88,25 +89,15 @@ class BiGAN(GAN):
         # the discriminator's loss with the labels swapped: pairs (G(z), z) play "real"
         return self.objective.d_loss(self.D(fake_in), self.D(real_in))
 
-    @torch.no_grad()
     def encode(self, x: Tensor, batch_size: int = 1024) -> Tensor:
         """Codes E(x) (N, k) of data (N, *shape), in eval mode and in chunks."""
-        was = self.E.training
-        self.E.eval()
-        try:
-            out = [self.E(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
-        finally:
-            self.E.train(was)
-        return torch.cat(out) if out else torch.empty(0, self.config.latent, device=self.device)
+        empty = torch.empty(0, self.config.latent, device=self.device)
+        with evaluating(self.E):
+            return chunked(self.E, x, batch_size, empty)
 
-    @torch.no_grad()
     def reconstruct(self, x: Tensor, batch_size: int = 1024) -> Tensor:
         """G(E(x)) (N, *shape) in eval mode: how well the generator inverts the encoder."""
         codes = self.encode(x, batch_size)
-        was = self.G.training
-        self.G.eval()
-        try:
-            out = [self.G(codes[i : i + batch_size]) for i in range(0, len(codes), batch_size)]
-        finally:
-            self.G.train(was)
-        return torch.cat(out) if out else torch.empty(0, *self.spec.shape, device=self.device)
+        empty = torch.empty(0, *self.spec.shape, device=self.device)
+        with evaluating(self.G):
+            return chunked(self.G, codes, batch_size, empty)

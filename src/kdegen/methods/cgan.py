@@ -17,10 +17,8 @@ networks and extra loss terms the subclasses choose.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
-from typing import Any, ClassVar
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -28,18 +26,17 @@ from torch import Tensor, nn
 
 from kdegen import distributed
 from kdegen.config import option
-from kdegen.methods.base import METHODS, Batch, DataSpec, Losses, Method
-from kdegen.methods.gan import GANConfig, make_optimizer, update_discriminator
+from kdegen.methods.base import METHODS, Batch, DataSpec, Losses
+from kdegen.methods.gan import AdversarialMethod, GANConfig, update_discriminator
 from kdegen.methods.labelled import batch_labels, check_label, require_classes, row_labels
-from kdegen.nets import NetOptions, build_pair, init_dcgan_weights
+from kdegen.nets import NetOptions, build_pair
 from kdegen.nets.conditional import (
     ClassHeadDiscriminator,
     ConditionalDiscriminator,
     ConditionalGenerator,
 )
 from kdegen.nets.minibatch import add_minibatch_discrimination, feature_matching_loss
-from kdegen.objectives import OBJECTIVES, Objective
-from kdegen.priors import Prior, make_prior
+from kdegen.nets.modes import evaluating, frozen
 
 
 @dataclass(frozen=True)
@@ -75,7 +72,10 @@ def discriminator_base(config: Any, shape: tuple[int, ...]) -> nn.Module:
     return D
 
 
-class LabelledGAN(Method):
+LC = TypeVar("LC", bound=GANConfig)
+
+
+class LabelledGAN(AdversarialMethod[LC]):
     """A generator/discriminator pair trained with a registered objective, with labels.
 
     Subclasses build the networks (:meth:`build`) and say how to run them:
@@ -85,26 +85,14 @@ class LabelledGAN(Method):
     (on the last critic minibatch's labels), as the ``gan`` method does.
     """
 
-    Config: ClassVar[type] = CGANConfig
     name = "cgan"
 
-    def __init__(self, config: GANConfig, spec: DataSpec, device: torch.device) -> None:
-        config = config.resolved(spec)
-        super().__init__(config, spec, device)
-        self.config: Any = config
+    def __init__(self, config: LC, spec: DataSpec, device: torch.device) -> None:
         self.classes = require_classes(spec, self.name)
-        self.objective: Objective = OBJECTIVES.get(config.objective)
-        self.prior: Prior = make_prior(config.prior, config.latent, device)
-        G, D = self.build(config, spec)
-        if spec.is_image:
-            init_dcgan_weights(G)
-            init_dcgan_weights(D)
-        self.G: nn.Module = G.to(device)
-        self.D: nn.Module = D.to(device)
-        betas = (config.beta1, config.beta2)
-        self.opt_g = make_optimizer(config.optimizer, self.G.parameters(), config.lr_g, betas)
-        self.opt_d = make_optimizer(config.optimizer, self.D.parameters(), config.lr_d, betas)
-        self.batches_per_step = config.n_critic
+        super().__init__(config, spec, device)
+
+    def build_networks(self) -> tuple[nn.Module, nn.Module]:
+        return self.build(self.config, self.spec)
 
     # ----- what subclasses choose ------------------------------------------------------
 
@@ -136,22 +124,6 @@ class LabelledGAN(Method):
 
     # ----- the shared phases -----------------------------------------------------------
 
-    def networks(self) -> dict[str, nn.Module]:
-        return {"G": self.G, "D": self.D}
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"G": self.opt_g, "D": self.opt_d}
-
-    def prior_for_sampling(self) -> Prior:
-        return self.prior
-
-    def set_progress(self, step: int, total: int) -> None:
-        if self.config.lr_decay == "linear":
-            factor = max(0.0, 1.0 - step / total)
-            for opt, lr in ((self.opt_g, self.config.lr_g), (self.opt_d, self.config.lr_d)):
-                for group in opt.param_groups:
-                    group["lr"] = lr * factor
-
     def train_step(self, batch: Batch) -> Losses:
         losses: dict[str, Tensor] = {}
         parts = batch.chunk(self.batches_per_step)
@@ -163,8 +135,7 @@ class LabelledGAN(Method):
 
     def discriminator_step(self, real: Tensor, y: Tensor) -> dict[str, Tensor]:
         """D phase: one update on a labelled real batch and fakes with the same labels."""
-        self.G.train()
-        self.D.train()
+        self.train_mode()
         with torch.no_grad():
             fake = self.fake(self.prior.sample(real.shape[0]), y)
         v_real, c_real = self.judge(real, y)
@@ -193,7 +164,7 @@ class LabelledGAN(Method):
             real: the last real minibatch (B, *shape), for feature matching.
             y: its labels (B,), which the fakes get.
         """
-        with frozen(self.D):
+        with frozen(self.D, keep_mode=True):
             fake = self.fake(self.prior.sample(len(y)), y)
             v_fake, c_fake = self.judge(fake, y)
             if self.config.feature_matching:
@@ -213,16 +184,13 @@ class LabelledGAN(Method):
 
     # ----- sampling --------------------------------------------------------------------
 
-    @torch.no_grad()
     def sample_for(self, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """One sample per label of ``y`` (n,), in eval mode, in chunks of 1,024."""
-        was_training = self.G.training
-        self.G.eval()
-        try:
-            out = [self.fake(self.prior.sample(len(part), generator), part.to(self.device))
-                   for part in y.split(1024)]  # fmt: skip
-        finally:
-            self.G.train(was_training)
+        with evaluating(self.G):
+            out = [
+                self.fake(self.prior.sample(len(part), generator), part.to(self.device))
+                for part in y.split(1024)
+            ]
         return torch.cat(out) if out else torch.empty(0, *self.spec.shape, device=self.device)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
@@ -233,18 +201,6 @@ class LabelledGAN(Method):
         """``n`` samples of class ``label``."""
         check_label(label, self.classes)
         return self.sample_for(torch.full((n,), label, dtype=torch.long), generator)
-
-
-@contextmanager
-def frozen(*modules: nn.Module) -> Iterator[None]:
-    """No weight gradients for ``modules`` inside the block (a generator phase)."""
-    for m in modules:
-        m.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for m in modules:
-            m.requires_grad_(True)
 
 
 def body_matching_loss(D: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
@@ -259,5 +215,7 @@ def weighted_cross_entropy(logits: Tensor, y: Tensor, weight: float) -> Tensor:
 
 
 @METHODS.register("cgan")
-class CGAN(LabelledGAN):
+class CGAN(LabelledGAN[CGANConfig]):
     """Conditional GAN: G(z, y) and D(x, y) with any registered objective."""
+
+    Config = CGANConfig

@@ -19,9 +19,10 @@ generator's loss through :meth:`GAN.generator_loss` (unrolled GAN).
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -31,12 +32,16 @@ from kdegen.config import option
 from kdegen.methods.base import METHODS, Batch, DataSpec, Losses, Method, MethodConfig
 from kdegen.nets import ARCHS, NetOptions, build_pair, init_dcgan_weights
 from kdegen.nets.minibatch import add_minibatch_discrimination, feature_matching_loss
+from kdegen.nets.modes import evaluating, frozen, sizes
 from kdegen.objectives import OBJECTIVES, Objective, gradient_penalty
 from kdegen.priors import PRIORS, Prior, make_prior
 
 GANOptimizer = Literal["adam", "rmsprop"]
 DNorm = Literal["auto", "batch", "layer", "none"]
 Decay = Literal["none", "linear"]
+
+
+GCSelf = TypeVar("GCSelf", bound="GANConfig")
 
 
 @dataclass(frozen=True)
@@ -77,7 +82,7 @@ class GANConfig(MethodConfig):
         if self.arch != "auto":
             ARCHS.get(self.arch)
 
-    def resolved(self, spec: DataSpec) -> GANConfig:
+    def resolved(self: GCSelf, spec: DataSpec) -> GCSelf:
         """Replace the automatic choices by what they mean for this objective and data."""
         wasserstein = OBJECTIVES.get(self.objective).name in ("wgan", "wgan-gp")
         n_critic = self.n_critic or (5 if wasserstein else 1)
@@ -138,32 +143,20 @@ def update_discriminator(
     return out
 
 
-@METHODS.register("gan")
-class GAN(Method):
-    """Generator G and discriminator D trained with a registered objective.
+GC = TypeVar("GC", bound=GANConfig)
 
-    One ``train_step`` performs n_critic discriminator updates (each on its own real
-    minibatch) and one generator update.
-    """
 
-    Config = GANConfig
-    presets: ClassVar[dict[str, dict[str, Any]]] = {
-        # Generator Reversal, App. A: latent 200, RMSProp 3e-4, minibatches of 100
-        "reversal-appendix": {
-            "arch": "reversal-appendix", "latent": 200, "optimizer": "rmsprop",
-            "lr_g": 3e-4, "lr_d": 3e-4, "batch_size": 100,
-        },
-    }  # fmt: skip
+class AdversarialMethod(Method[GC]):
+    """What every GAN-family method shares: an objective, a prior, a generator and a
+    discriminator (built by :meth:`build_networks`, DCGAN-initialised for images), their
+    optimizers, and the learning-rate schedule."""
 
-    def __init__(self, config: GANConfig, spec: DataSpec, device: torch.device) -> None:
+    def __init__(self, config: GC, spec: DataSpec, device: torch.device) -> None:
         config = config.resolved(spec)
         super().__init__(config, spec, device)
-        self.config: GANConfig = config
         self.objective: Objective = OBJECTIVES.get(config.objective)
         self.prior: Prior = make_prior(config.prior, config.latent, device)
         G, D = self.build_networks()
-        if config.minibatch_discrimination:
-            add_minibatch_discrimination(D, config.minibatch_discrimination, config.minibatch_dim)
         if spec.is_image:
             init_dcgan_weights(G)
             init_dcgan_weights(D)
@@ -171,16 +164,14 @@ class GAN(Method):
         self.D: nn.Module = D.to(device)
         self.build_extra_networks()
         betas = (config.beta1, config.beta2)
-        self.opt_g = make_optimizer(config.optimizer, self.generator_parameters(), config.lr_g,
-                                    betas)  # fmt: skip
+        params = self.generator_parameters()
+        self.opt_g = make_optimizer(config.optimizer, params, config.lr_g, betas)
         self.opt_d = make_optimizer(config.optimizer, self.D.parameters(), config.lr_d, betas)
         self.batches_per_step = config.n_critic
 
+    @abstractmethod
     def build_networks(self) -> tuple[nn.Module, nn.Module]:
-        """The generator (B, k) -> (B, *shape) and the discriminator (its input) -> (B,)."""
-        c = self.config
-        options = NetOptions(c.width, c.hidden, c.layers, c.d_norm)
-        return build_pair(c.arch, c.latent, self.spec.shape, options)
+        """The generator and the discriminator."""
 
     def build_extra_networks(self) -> None:
         """Create networks beside G and D (on ``self.device``) before the optimizers are made."""
@@ -192,6 +183,12 @@ class GAN(Method):
     def networks(self) -> dict[str, nn.Module]:
         return {"G": self.G, "D": self.D}
 
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"G": self.opt_g, "D": self.opt_d}
+
+    def prior_for_sampling(self) -> Prior:
+        return self.prior
+
     def set_progress(self, step: int, total: int) -> None:
         if self.config.lr_decay == "linear":
             factor = max(0.0, 1.0 - step / total)
@@ -199,14 +196,45 @@ class GAN(Method):
                 for group in opt.param_groups:
                     group["lr"] = lr * factor
 
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"G": self.opt_g, "D": self.opt_d}
+    def train_mode(self) -> None:
+        """Put every network in training mode."""
+        for net in self.networks().values():
+            net.train()
+
+
+@METHODS.register("gan")
+class GAN(AdversarialMethod[GC]):
+    """Generator G and discriminator D trained with a registered objective.
+
+    One ``train_step`` performs n_critic discriminator updates (each on its own real
+    minibatch) and one generator update.
+    """
+
+    Config = GANConfig
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        # Generator Reversal, App. A: latent 200, RMSProp 3e-4, minibatches of 100
+        "reversal-appendix": {
+            "arch": "reversal-appendix",
+            "latent": 200,
+            "optimizer": "rmsprop",
+            "lr_g": 3e-4,
+            "lr_d": 3e-4,
+            "batch_size": 100,
+        },
+    }
+
+    def build_networks(self) -> tuple[nn.Module, nn.Module]:
+        """The generator (B, k) -> (B, *shape) and the discriminator (its input) -> (B,),
+        with minibatch discrimination before D's last layer if asked."""
+        c = self.config
+        options = NetOptions(c.width, c.hidden, c.layers, c.d_norm)
+        G, D = build_pair(c.arch, c.latent, self.spec.shape, options)
+        if c.minibatch_discrimination:
+            add_minibatch_discrimination(D, c.minibatch_discrimination, c.minibatch_dim)
+        return G, D
 
     def generator(self) -> nn.Module:
         return self.G
-
-    def prior_for_sampling(self) -> Prior:
-        return self.prior
 
     def noise(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """Latent codes (n, k) that drive the generator: draws from the prior."""
@@ -240,11 +268,6 @@ class GAN(Method):
             loss, self.D, self.D, self.opt_d, self.objective, real_in, fake_in,
             self.config.gp_weight, self.config.clip)}  # fmt: skip
 
-    def train_mode(self) -> None:
-        """Put every network in training mode."""
-        for net in self.networks().values():
-            net.train()
-
     def generator_step(self, real: Tensor) -> dict[str, Tensor]:
         """G phase: one update of the generator through a frozen discriminator.
 
@@ -253,13 +276,10 @@ class GAN(Method):
                 feature matching and BiGAN's encoder use its contents.
         """
         self.train_mode()
-        self.D.requires_grad_(False)  # no weight gradients for D in this phase
-        try:
+        with frozen(self.D, keep_mode=True):  # no weight gradients for D in this phase
             loss = self.generator_loss(real)
             self.opt_g.zero_grad(set_to_none=True)
             loss.backward()
-        finally:
-            self.D.requires_grad_(True)
         params = self.generator_parameters()
         distributed.average_gradients(params)
         self.opt_g.step()
@@ -272,16 +292,7 @@ class GAN(Method):
             return feature_matching_loss(self.D, self.real_input(real), fake_in)
         return self.objective.g_loss(self.D(fake_in))
 
-    @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        was_training = self.G.training
-        self.G.eval()
-        try:
-            out = [self.G(self.noise(m, generator)) for m in _chunks(n, 1024)]
-        finally:
-            self.G.train(was_training)
+        with evaluating(self.G):
+            out = [self.G(self.noise(m, generator)) for m in sizes(n, 1024)]
         return torch.cat(out) if out else torch.empty(0, *self.spec.shape, device=self.device)
-
-
-def _chunks(n: int, size: int) -> list[int]:
-    return [min(size, n - i) for i in range(0, n, size)]

@@ -106,14 +106,13 @@ class GENConfig(AEConfig):
 
 
 @METHODS.register("gen")
-class GEN(AutoEncoder):
+class GEN(AutoEncoder[GENConfig]):
     """Autoencoder + lambda * KDE-JSD between the codes and the target."""
 
     Config = GENConfig
 
     def __init__(self, config: GENConfig, spec: DataSpec, device: torch.device) -> None:
         super().__init__(config, spec, device)
-        self.config: GENConfig = self.config
         self.lagging = torch.empty(0, config.latent, device=device)  # (m, l)
         self._images: Tensor | None = None
         self._subset: Tensor | None = None

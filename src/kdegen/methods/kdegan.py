@@ -113,7 +113,7 @@ class KDEGANConfig(GANConfig):
 
 
 @METHODS.register("kdegan")
-class KDEGAN(GAN):
+class KDEGAN(GAN[KDEGANConfig]):
     """A GAN whose noise is drawn from a KDE over the reversed codes of the training data."""
 
     Config = KDEGANConfig
@@ -146,7 +146,6 @@ class KDEGAN(GAN):
 
     def __init__(self, config: KDEGANConfig, spec: DataSpec, device: torch.device) -> None:
         super().__init__(config, spec, device)
-        self.config: KDEGANConfig = self.config  # resolved by GAN.__init__
         if spec.size < 2:
             raise UsageError("kdegan needs a training set of at least 2 examples")
         c = self.config

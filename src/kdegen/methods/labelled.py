@@ -8,31 +8,15 @@ N examples, the same number from each class, chosen once by a fixed seed.
 from __future__ import annotations
 
 import math
-from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
 from kdegen.errors import UsageError
 from kdegen.methods.base import Batch, DataSpec
+from kdegen.methods.capabilities import Classifies
 
 LABEL_SEED = 1234  # the labelled subset is the same for every run on the same data
-
-
-@runtime_checkable
-class Classifies(Protocol):
-    """A method with a classifier: ``classify(x)`` gives class logits (N, K) in eval mode."""
-
-    def classify(self, x: Tensor) -> Tensor: ...
-
-
-@runtime_checkable
-class SamplesClasses(Protocol):
-    """A conditional generator: ``sample_class(n, label, generator)`` draws n of one class."""
-
-    def sample_class(
-        self, n: int, label: int, generator: torch.Generator | None = None
-    ) -> Tensor: ...
 
 
 def require_classes(spec: DataSpec, method: str) -> int:

@@ -72,7 +72,6 @@ from kdegen.data import ImageData
 from kdegen.errors import UsageError
 from kdegen.evaluation.embed import cnn
 from kdegen.methods.base import METHODS, Batch, DataSpec, Losses, Method, MethodConfig
-from kdegen.methods.cgan import frozen
 from kdegen.methods.gan import make_optimizer, update_discriminator
 from kdegen.methods.labelled import (
     batch_labels,
@@ -83,6 +82,7 @@ from kdegen.methods.labelled import (
 )
 from kdegen.nets import NetOptions, build_pair, init_dcgan_weights
 from kdegen.nets.conditional import ClassHeadDiscriminator
+from kdegen.nets.modes import evaluating, frozen
 from kdegen.nets.unet import UNet
 from kdegen.objectives import OBJECTIVES, Objective
 
@@ -153,14 +153,13 @@ def apply_delta(x: Tensor, u: Tensor, combine: str = "tanh", margin: float = 0.0
 
 
 @METHODS.register("modnet")
-class ModNet(Method):
+class ModNet(Method[ModNetConfig]):
     """U-Net modifier G(y_t, x), discriminator D and a classifier (D itself or C)."""
 
     Config = ModNetConfig
 
     def __init__(self, config: ModNetConfig, spec: DataSpec, device: torch.device) -> None:
         super().__init__(config, spec, device)
-        self.config: ModNetConfig = config
         if not spec.is_image:
             raise UsageError(f"--method modnet needs images, the data has shape {spec.shape}")
         self.classes = K = require_classes(spec, "modnet")
@@ -292,7 +291,7 @@ class ModNet(Method):
     def generator_step(self, x: Tensor, target: Tensor) -> dict[str, Tensor]:
         """G phase: Eq. 2.3 + w Eq. 2.5 (generated term) + lambda Eq. 2.6."""
         trainable = [self.D] + ([self.C] if self.opt_c is not None and self.C else [])
-        with frozen(*trainable):  # a frozen classifier never has gradients
+        with frozen(*trainable, keep_mode=True):  # a frozen classifier never has gradients
             out = self.modify(x, target)
             v_fake, c_fake = self.judge(out)
             logits = self.class_logits(out, c_fake)
@@ -310,19 +309,18 @@ class ModNet(Method):
 
     # ----- using a trained ModNet ------------------------------------------------------
 
-    @torch.no_grad()
     def transform(self, x: Tensor, target: Tensor, batch_size: int = 500) -> Tensor:
         """Modified images (N, C, H, W) of ``x`` towards labels ``target`` (N,), eval mode."""
         for label in target.unique().tolist():
             check_label(int(label), self.classes)
-        was_training = self.G.training
-        self.G.eval()
-        try:
-            out = [self.modify(x[i : i + batch_size].to(self.device),
-                               target[i : i + batch_size].to(self.device))
-                   for i in range(0, len(x), batch_size)]  # fmt: skip
-        finally:
-            self.G.train(was_training)
+        with evaluating(self.G):
+            out = [
+                self.modify(
+                    x[i : i + batch_size].to(self.device),
+                    target[i : i + batch_size].to(self.device),
+                )
+                for i in range(0, len(x), batch_size)
+            ]
         return torch.cat(out) if out else torch.empty(0, *self.spec.shape, device=self.device)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
@@ -334,14 +332,9 @@ class ModNet(Method):
         return self.transform(self.sources[pick.to(self.sources.device)],
                               row_labels(n, self.classes))  # fmt: skip
 
-    @torch.no_grad()
     def classify(self, x: Tensor) -> Tensor:
         """Class logits (N, K) of the classifier (D's class head, or C), eval mode."""
         net = self.C if self.C is not None else self.D
-        was_training = net.training
-        net.eval()
-        try:
+        with evaluating(net):
             logits = net(x.to(self.device))
-            return logits[:, 1:] if self.C is None else logits
-        finally:
-            net.train(was_training)
+        return logits[:, 1:] if self.C is None else logits

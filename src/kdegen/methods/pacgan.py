@@ -54,7 +54,7 @@ class PacGANConfig(GANConfig):
 
 
 @METHODS.register("pacgan")
-class PacGAN(GAN):
+class PacGAN(GAN[PacGANConfig]):
     """A GAN whose discriminator sees m packed samples (real with real, fake with fake)."""
 
     Config = PacGANConfig
@@ -66,7 +66,6 @@ class PacGAN(GAN):
 
     def build_networks(self) -> tuple[nn.Module, nn.Module]:
         c = self.config
-        assert isinstance(c, PacGANConfig)
         options = NetOptions(c.width, c.hidden, c.layers, c.d_norm)
         G, _ = build_pair(c.arch, c.latent, self.spec.shape, options)
         _, D = build_pair(c.arch, c.latent, packed_shape(self.spec.shape, c.pack), options)

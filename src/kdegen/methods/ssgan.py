@@ -47,6 +47,7 @@ from kdegen.methods.gan import GANConfig
 from kdegen.methods.labelled import stratified_choice
 from kdegen.nets import build_pair
 from kdegen.nets.conditional import ClassHeadDiscriminator
+from kdegen.nets.modes import evaluating
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def realness(logits: Tensor) -> Tensor:
 
 
 @METHODS.register("ssgan")
-class SSGAN(LabelledGAN):
+class SSGAN(LabelledGAN[SSGANConfig]):
     """Generator G(z) and a K-logit discriminator trained on labelled and unlabelled data."""
 
     Config = SSGANConfig
@@ -134,12 +135,7 @@ class SSGAN(LabelledGAN):
     def sample_class(self, n: int, label: int, generator: torch.Generator | None = None) -> Tensor:
         raise UsageError("an ssgan generator is not conditional; --label needs a cgan or acgan run")
 
-    @torch.no_grad()
     def classify(self, x: Tensor) -> Tensor:
         """Class logits (N, K) of the discriminator (eval mode)."""
-        was_training = self.D.training
-        self.D.eval()
-        try:
+        with evaluating(self.D):
             return self.D(x.to(self.device))
-        finally:
-            self.D.train(was_training)

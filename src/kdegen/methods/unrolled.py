@@ -216,14 +216,13 @@ def unrolled_generator_loss(
 
 
 @METHODS.register("unrolled")
-class UnrolledGAN(GAN):
+class UnrolledGAN(GAN[UnrolledConfig]):
     """A GAN whose generator differentiates through k unrolled discriminator updates."""
 
     Config = UnrolledConfig
 
     def generator_loss(self, real: Tensor) -> Tensor:
         c = self.config
-        assert isinstance(c, UnrolledConfig)
         # the unrolled steps follow the discriminator's learning-rate schedule (--lr-decay)
         lr = c.unroll_lr * self.opt_d.param_groups[0]["lr"] / c.lr_d
         rule = UnrollRule(c.unroll_optimizer, lr, (c.beta1, c.beta2))

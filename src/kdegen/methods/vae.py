@@ -33,7 +33,7 @@ class VAEConfig(AEConfig):
 
 
 @METHODS.register("vae")
-class VAE(AutoEncoder):
+class VAE(AutoEncoder[VAEConfig]):
     """q(z|x) = N(mu(x), diag sigma(x)^2), p(z) = N(0, I)."""
 
     Config = VAEConfig
@@ -51,4 +51,4 @@ class VAE(AutoEncoder):
     def latent_loss(self, z: Tensor, batch: Batch) -> dict[str, Tensor]:
         mu, logvar = self._last
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1).mean()
-        return {"kl_loss": self.config.beta * kl}  # type: ignore[attr-defined]
+        return {"kl_loss": self.config.beta * kl}

@@ -71,10 +71,11 @@ from torch import Tensor
 
 from kdegen.config import option
 from kdegen.errors import UsageError
+from kdegen.kernels import kde_log_prob
 from kdegen.methods.autoencoder import AEConfig, AutoEncoder, make_target
 from kdegen.methods.base import METHODS, Batch, DataSpec
 from kdegen.priors import GaussianMixture, Prior, converged_prior
-from kdegen.stats.jsd import kde_log_prob, optimal_jsd_bandwidth
+from kdegen.stats.jsd import optimal_jsd_bandwidth
 
 Lag = Literal["queue", "reencode"]
 JSDForm = Literal["nonsaturating", "saturating"]

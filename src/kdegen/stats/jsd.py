@@ -16,9 +16,7 @@ is the same in bits). The paper's Eq. 2 equals 2 JSD - 2 log 2: same gradient di
 and the same maximising bandwidth. The two halves are returned separately by
 :func:`kde_jsd_terms`. Only the first depends on z' (the GEN loss, Eq. 3).
 
-All kernel sums go through :mod:`kdegen.kernels`; the KDE log density has a hand-written
-backward (the kernel-weighted mean of the centres, GENs Eq. 4) because the kernel layer
-writes into preallocated tiles, which autograd cannot trace.
+The KDE log density is :func:`kdegen.kernels.kde_log_prob`, differentiable in its queries.
 """
 
 from __future__ import annotations
@@ -40,74 +38,13 @@ from torch import Tensor
 
 from kdegen import kernels
 from kdegen.errors import UsageError
+from kdegen.kernels import kde_log_prob
 from kdegen.priors import GaussianMixture, Normal, Prior, Uniform, select_bandwidth, spread
 
 METHOD_VERSION = 1  # bump when the bandwidth search changes: cached results are then ignored
 MIN_QUERY = 2000  # smallest query sets of the bandwidth search (see optimal_jsd_bandwidth)
 SEARCH_RANGE = (1e-3, 4.0)  # h searched within these multiples of the target's spread
 LOG2 = math.log(2.0)
-
-
-class _LogKDE(torch.autograd.Function):
-    """log (1/m) sum_i G_h(z - z_i) per row of z; differentiable in z only.
-
-    With ids, a row's sum and its count m leave out the centres of the row's own id.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, z: Tensor, centres: Tensor, h: float, block: int,
-                ids: tuple[Tensor, Tensor] | None) -> Tensor:  # fmt: skip
-        scale = 1.0 / (2.0 * h * h)
-        if ctx.needs_input_grad[0] or ids is not None:  # the backward's means, same pass
-            lse, mean = kernels.logsumexp_and_softmax_mean(z, centres, scale, block, ids)
-            ctx.save_for_backward(z, mean)
-        else:
-            lse = kernels.logsumexp_neg_sqdist(z, centres, scale, block=block)  # (n,)
-        ctx.scale = scale
-        dim = z.shape[1]
-        log_norm = 0.5 * dim * math.log(2 * math.pi * h * h)
-        if ids is None:
-            return lse - (math.log(centres.shape[0]) + log_norm)
-        ordered = ids[1].sort().values  # how many centres share each row's id:
-        same = torch.searchsorted(ordered, ids[0], right=True) - torch.searchsorted(ordered, ids[0])
-        kept = centres.shape[0] - same  # (n,)
-        return lse - kept.to(lse.dtype).log() - log_norm
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None, None]:
-        z, mean = ctx.saved_tensors  # mean: (n, l) softmax-weighted centres (GENs Eq. 4)
-        return grad[:, None] * (mean - z) * (2.0 * ctx.scale), None, None, None, None
-
-
-def kde_log_prob(
-    z: Tensor,
-    z_kde: Tensor,
-    bandwidth: float,
-    block: int = kernels.DEFAULT_BLOCK,
-    ids: tuple[Tensor, Tensor] | None = None,
-) -> Tensor:
-    """log p_e(z) of the Gaussian KDE of Eq. 1, differentiable w.r.t. ``z``.
-
-    Args:
-        z: (n, l) query codes.
-        z_kde: (m, l) KDE centres, treated as constants (the lagging set of Algorithm 1).
-        bandwidth: kernel std h > 0.
-        block: tile size of the kernel sums.
-        ids: optional (query ids (n,), centre ids (m,)): a query's density then leaves out
-            the centres with its own id and averages over the others (leave-one-out; a
-            GEN's ids are image indices, so an image's own lagging code is left out).
-
-    Returns:
-        (n,) log densities in the dtype of ``z`` (-inf where every centre is left out).
-    """
-    centres = z_kde.detach().to(device=z.device, dtype=z.dtype)
-    if ids is not None:
-        ids = (ids[0].to(z.device), ids[1].to(z.device))
-        if ids[0].shape != z.shape[:1] or ids[1].shape != centres.shape[:1]:
-            raise UsageError("kde_log_prob: ids must be (n,) and (m,), one per query and centre")
-    out: Tensor = _LogKDE.apply(z, centres, float(bandwidth), block, ids)
-    return out
 
 
 def _as_codes(x: Tensor, name: str, dim: int | None = None) -> Tensor:
@@ -400,7 +337,4 @@ def kde_entropy(z: Tensor, bandwidth: float | None = None, block: int = 2048) ->
     if z.shape[0] < 2:
         raise UsageError("the KDE entropy needs at least 2 samples")
     h = entropy_bandwidth(z, block) if bandwidth is None else _check_bandwidth(bandwidth)
-    m, dim = z.shape
-    lse = kernels.logsumexp_neg_sqdist(z, z, 1.0 / (2 * h * h), exclude_self=True, block=block)
-    log_p = lse - math.log(m - 1) - 0.5 * dim * math.log(2 * math.pi * h * h)  # (m,)
-    return -float(log_p.mean())
+    return -float(kde_log_prob(z, z, h, block, exclude_self=True).mean())

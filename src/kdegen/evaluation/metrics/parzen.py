@@ -20,7 +20,6 @@ off for the choice and the score is the mean over the remaining test points.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -69,9 +68,7 @@ def parzen_log_density(
         sigma: window standard deviation.
         block: tile size (the values do not depend on it).
     """
-    n, d = samples.shape
-    lse = kernels.logsumexp_neg_sqdist(points, samples, 1.0 / (2.0 * sigma**2), block=block)
-    return lse.double() - math.log(n) - 0.5 * d * math.log(2.0 * math.pi * sigma**2)
+    return kernels.kde_log_prob(points, samples, sigma, block, dtype=torch.float64)
 
 
 def default_sigmas(samples: Tensor) -> tuple[float, ...]:

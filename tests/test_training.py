@@ -140,3 +140,52 @@ def test_batch_stream_is_a_function_of_seed_and_index() -> None:
         BatchStream(100, 9, 1, rank=0, world=2)
     with pytest.raises(UsageError, match="fewer than one batch"):
         BatchStream(5, 10, 1)
+
+
+def _record_batches(method: object) -> list[torch.Tensor]:
+    """Wrap ``method.train_step`` to keep the example indices of every step's batch."""
+    seen: list[torch.Tensor] = []
+    step = method.train_step  # type: ignore[attr-defined]
+
+    def recording(batch):  # type: ignore[no-untyped-def]
+        seen.append(batch.index.clone())
+        return step(batch)
+
+    method.train_step = recording  # type: ignore[attr-defined]
+    return seen
+
+
+def test_experiment_autoencoders_train_epochs_without_replacement(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Experiments train through the Trainer: one epoch of N/B steps sees every example once."""
+    from kdegen.experiments import autoencoders
+    from kdegen.methods import autoencoder
+
+    bind = autoencoder.AutoEncoder.bind_data
+    batches: list[list[torch.Tensor]] = []
+
+    def bind_and_record(self, images, labels):  # type: ignore[no-untyped-def]
+        batches.append(_record_batches(self))
+        return bind(self, images, labels)
+
+    monkeypatch.setattr(autoencoder.AutoEncoder, "bind_data", bind_and_record)
+    images = torch.randn(96, 1, 8, 8)
+    config = autoencoders.METHODS.get("ae").Config(arch="fc", latent=2, hidden=16)
+    autoencoders.fit_autoencoder("ae", config, images, None, steps=6, seed=0, batch_size=16)
+    idx = torch.cat(batches[0])
+    assert len(idx) == 96 and sorted(idx.tolist()) == list(range(96))
+
+
+def test_mode_recovery_gives_a_critic_its_batches_per_step() -> None:
+    """A WGAN's step takes n_critic batches in the experiments too (not one)."""
+    from kdegen.experiments import mode_recovery
+    from kdegen.methods.base import DataSpec
+    from kdegen.methods.gan import GAN
+
+    data = type("D", (), {"images": torch.randn(640, 2)})()
+    config = GANConfig(latent=2, hidden=8, layers=1, objective="wgan-gp", n_critic=3)
+    method = GAN(config, DataSpec((2,), None, 640), torch.device("cpu"))
+    seen = _record_batches(method)
+    mode_recovery._train(method, data, steps=2, seed=0, label="wgan", progress=False)
+    assert [len(i) for i in seen] == [3 * mode_recovery.BATCH] * 2

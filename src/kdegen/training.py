@@ -89,6 +89,7 @@ class Trainer:
         evaluator: called with the method every ``config.eval_every`` steps (rank 0), it
             returns numbers that go into metrics.jsonl with the step and the training
             time; the time it takes is not counted as training time.
+        desc: label of the progress bar.
     """
 
     def __init__(
@@ -101,9 +102,10 @@ class Trainer:
         ctx: Context,
         progress: bool = True,
         evaluator: Callable[[Method], dict[str, float]] | None = None,
+        desc: str | None = None,
     ) -> None:
         self.method, self.config, self.run, self.ctx = method, config, run, ctx
-        self.evaluator = evaluator
+        self.evaluator, self.desc = evaluator, desc
         self.images = images.to(ctx.device)
         self.labels = labels.to(ctx.device) if labels is not None else None
         self.stream = BatchStream(len(images), config.batch_size, config.seed, ctx.rank, ctx.world)
@@ -180,7 +182,7 @@ class Trainer:
         self._mark = (self._t0, self.step)
         bar = tqdm(
             total=cfg.steps, initial=self.step, disable=not self.progress, unit="step",
-            dynamic_ncols=True, mininterval=0.5,
+            dynamic_ncols=True, mininterval=0.5, desc=self.desc, leave=self.run is not None,
         )  # fmt: skip
         with bar, self._signals():
             while self.step < cfg.steps:
@@ -260,6 +262,8 @@ class Trainer:
         )
 
     def save_checkpoint(self) -> None:
+        if self.run is None and self.ctx.world == 1:
+            return
         state = self.checkpoint_state()  # collective: every process takes part
         if self.run is not None and self.ctx.is_main:
             self.run.save_checkpoint(state, self.step, self.config.keep_checkpoints)
@@ -278,8 +282,11 @@ class Trainer:
 
     @contextmanager
     def _signals(self) -> Iterator[None]:
-        """On SIGINT/SIGTERM finish the step, checkpoint and stop; a second SIGINT kills."""
-        if threading.current_thread() is not threading.main_thread():
+        """On SIGINT/SIGTERM finish the step, checkpoint and stop; a second SIGINT kills.
+
+        Without a run directory there is nothing to resume: signals act as usual.
+        """
+        if self.run is None or threading.current_thread() is not threading.main_thread():
             yield
             return
 
@@ -293,3 +300,25 @@ class Trainer:
         finally:
             for s, handler in old.items():
                 signal.signal(s, handler)
+
+
+def train_in_memory(
+    method: Method,
+    images: Tensor,
+    labels: Tensor | None,
+    steps: int,
+    batch_size: int,
+    seed: int,
+    progress: bool = False,
+    desc: str | None = None,
+) -> Method:
+    """Train ``method`` on in-memory data for ``steps`` steps through :class:`Trainer`,
+    writing nothing: the loop of experiments that train many small models.
+
+    The same batches as ``kdegen train`` (epochs without replacement, ``batches_per_step``
+    batches per step), the same learning-rate schedule and seeding. Returns ``method``.
+    """
+    config = TrainConfig(data="in-memory", steps=steps, batch_size=batch_size, seed=seed)
+    ctx = Context(0, 1, method.device)
+    Trainer(method, images, labels, config, None, ctx, progress, desc=desc).fit()
+    return method

@@ -1,8 +1,8 @@
 """Training autoencoder-family models (ae, vae, aae, gen) inside an experiment.
 
 The GENs experiments train many small models (Table 2: 5 per method); they need neither
-checkpoints nor run directories, so this is a plain seeded loop over minibatches that
-calls the same ``Method.train_step`` the Trainer does.
+checkpoints nor run directories, so they train in memory through the Trainer
+(:func:`kdegen.training.train_in_memory`).
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm import tqdm  # type: ignore[import-untyped]
 
 from kdegen.methods.autoencoder import AutoEncoder
-from kdegen.methods.base import METHODS, Batch, DataSpec
+from kdegen.methods.base import METHODS, DataSpec
+from kdegen.training import train_in_memory
 
 
 def fit_autoencoder(
@@ -29,7 +29,7 @@ def fit_autoencoder(
         images: training examples (N, *shape).
         labels: (N,) labels, or None.
         steps: minibatch updates.
-        seed: seeds the initial weights and the minibatch order.
+        seed: seeds the initial weights, the minibatch order and the training noise.
         batch_size: examples per minibatch.
         progress: show a progress bar.
         num_classes: label classes (needed with ``labeled``).
@@ -41,11 +41,7 @@ def fit_autoencoder(
     spec = DataSpec(tuple(images.shape[1:]), num_classes, len(images))
     model = METHODS.get(method)(config, spec, torch.device("cpu"))
     assert isinstance(model, AutoEncoder)
-    model.bind_data(images, labels)
-    g = torch.Generator().manual_seed(seed)
-    for _ in tqdm(range(steps), desc=method, disable=not progress, leave=False):
-        idx = torch.randint(0, len(images), (batch_size,), generator=g)
-        model.train_step(Batch(images[idx], None if labels is None else labels[idx], idx))
+    train_in_memory(model, images, labels, steps, batch_size, seed, progress, desc=method)
     return model
 
 

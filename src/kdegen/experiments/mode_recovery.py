@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from tqdm import tqdm  # type: ignore[import-untyped]
 
 from kdegen.data import load
 from kdegen.errors import UsageError
@@ -40,8 +39,8 @@ from kdegen.evaluation.embed.cnn import ClassifierConfig
 from kdegen.evaluation.metrics import digit_mode_count, inception_score
 from kdegen.experiments.base import Outcome, Settings, experiment, new_figure, write_outputs
 from kdegen.images import save_grid
-from kdegen.methods import METHODS, Batch, DataSpec, Method
-from kdegen.training import BatchStream
+from kdegen.methods import METHODS, DataSpec, Method
+from kdegen.training import train_in_memory
 
 BASES = ("mnist1000", "digits1000")  # the stacked-digit datasets the protocol runs on
 RESTRICTED = "{}:bias=1,digits=6789"
@@ -79,11 +78,7 @@ def _build(name: str, data: Any, width: int, seed: int) -> Method:
 
 
 def _train(method: Method, data: Any, steps: int, seed: int, label: str, progress: bool) -> None:
-    stream = BatchStream(len(data), BATCH, seed=seed)
-    for step in tqdm(range(steps), desc=label, disable=not progress, leave=False):
-        method.set_progress(step, steps)
-        idx = stream.indices(step)
-        method.train_step(Batch(data.images[idx], None, idx))
+    train_in_memory(method, data.images, None, steps, BATCH, seed, progress, desc=label)
 
 
 def _carry_over(source: Method, target: Method) -> None:

@@ -19,7 +19,7 @@ import torch
 
 from kdegen.data import load
 from kdegen.methods import METHODS, Batch, DataSpec, Method
-from kdegen.training import BatchStream
+from kdegen.runs.training import BatchStream
 
 KINDS = {
     "ae": ("ae", {}),

@@ -25,7 +25,7 @@ from kdegen.evaluation.embed import EmbedSettings, Reference, classifier_embeddi
 from kdegen.evaluation.metrics import inception_score, mode_count
 from kdegen.methods import METHODS, Batch, DataSpec, Method
 from kdegen.methods.kdegan import KDEGAN
-from kdegen.training import BatchStream
+from kdegen.runs.training import BatchStream
 
 # name -> (method, options): the default, then the default with one choice undone
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {

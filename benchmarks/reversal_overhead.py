@@ -36,7 +36,7 @@ from kdegen.methods import Batch, DataSpec, Method
 from kdegen.methods.gan import GAN, GANConfig
 from kdegen.methods.kdegan import KDEGAN, KDEGANConfig
 from kdegen.reversal import LOSSES, ReversalConfig, invert
-from kdegen.training import BatchStream, Trainer
+from kdegen.runs.training import BatchStream, Trainer
 
 CPU = torch.device("cpu")
 KINDS = ["gan", "kdegan", "paper", "naive-5", "naive-20", "naive-50"]

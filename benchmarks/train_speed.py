@@ -27,8 +27,8 @@ from kdegen.distributed import Context
 from kdegen.methods import DataSpec
 from kdegen.methods.gan import GAN, GANConfig
 from kdegen.nets import dcgan_pair, init_dcgan_weights
-from kdegen.rundir import RunDir
-from kdegen.training import Trainer
+from kdegen.runs.directory import RunDir
+from kdegen.runs.training import Trainer
 
 
 def bare_loop(images: torch.Tensor, steps: int, width: int, batch: int) -> float:

@@ -13,8 +13,8 @@ from kdegen import distributed, runs
 from kdegen.config import RunConfig, TrainConfig
 from kdegen.data import load
 from kdegen.methods.gan import GANConfig
-from kdegen.rundir import RunDir
-from kdegen.training import Trainer
+from kdegen.runs.directory import RunDir
+from kdegen.runs.training import Trainer
 
 
 def flat_parameters(module: torch.nn.Module) -> torch.Tensor:

@@ -19,7 +19,7 @@ from kdegen.methods import METHODS, Batch, DataSpec
 from kdegen.methods.labelled import row_labels, stratified_choice
 from kdegen.methods.ssgan import class_probabilities, realness
 from kdegen.nets.minibatch import MinibatchDiscrimination
-from kdegen.rundir import RunDir
+from kdegen.runs.directory import RunDir
 
 NAMES = ("cgan", "acgan", "ssgan")
 IMAGE = DataSpec((1, 8, 8), 10, 64)

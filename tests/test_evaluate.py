@@ -24,7 +24,6 @@ from kdegen.evaluation.embed import (
     EmbedSettings,
     Reference,
     classifier,
-    cnn,
     forget_loaded,
     make_embedding,
     plan_classifier,
@@ -32,6 +31,7 @@ from kdegen.evaluation.embed import (
 from kdegen.evaluation.embed.classifier import ClassifierEmbedding, cache_path, get_classifier
 from kdegen.evaluation.evaluate import EvalConfig, evaluate
 from kdegen.evaluation.roles import unfilled_roles
+from kdegen.nets import classifier as cnn
 
 CPU = torch.device("cpu")
 QUIET = EmbedSettings(progress=False)

@@ -36,8 +36,8 @@ from kdegen.nets.minibatch import (
     feature_matching_loss,
 )
 from kdegen.objectives import OBJECTIVES
-from kdegen.rundir import RunDir
-from kdegen.training import Trainer
+from kdegen.runs.directory import RunDir
+from kdegen.runs.training import Trainer
 
 CPU = torch.device("cpu")
 POINTS = DataSpec((2,), None, 400)

@@ -19,7 +19,7 @@ from kdegen.methods import Batch, DataSpec, kdegan
 from kdegen.methods.kdegan import KDEGAN, KDEGANConfig, KDEGANWarning
 from kdegen.priors import KDE
 from kdegen.reversal import ReversalConfig
-from kdegen.rundir import RunDir
+from kdegen.runs.directory import RunDir
 
 REVERSAL = {f.name for f in dataclasses.fields(ReversalConfig)}
 

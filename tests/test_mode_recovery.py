@@ -10,8 +10,8 @@ import torch
 
 from kdegen.data import load
 from kdegen.errors import UsageError
-from kdegen.evaluation.embed.cnn import ClassifierConfig
 from kdegen.experiments import Settings, mode_recovery, run_experiment
+from kdegen.nets.classifier import ClassifierConfig
 
 
 def test_carry_over_copies_networks_and_optimizers_but_not_the_bank() -> None:

@@ -19,7 +19,7 @@ from kdegen.errors import UsageError
 from kdegen.methods import Batch, DataSpec
 from kdegen.methods.modnet import ModNet, ModNetConfig, apply_delta
 from kdegen.nets.unet import UNet, auto_depth
-from kdegen.rundir import RunDir
+from kdegen.runs.directory import RunDir
 
 SPEC = DataSpec((1, 8, 8), 10, 64)
 VARIANTS = {

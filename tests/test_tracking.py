@@ -16,7 +16,7 @@ from kdegen.data import load
 from kdegen.evaluation.embed import EmbedSettings, Reference, classifier_embedding
 from kdegen.evaluation.metrics import inception_score
 from kdegen.methods.gan import GANConfig
-from kdegen.rundir import RunDir
+from kdegen.runs.directory import RunDir
 
 SMALL = {"width": 8, "latent": 8}
 

@@ -17,8 +17,8 @@ from kdegen import runs
 from kdegen.config import RunConfig, TrainConfig
 from kdegen.errors import UsageError
 from kdegen.methods.gan import GANConfig
-from kdegen.rundir import RunDir, load_checkpoint
-from kdegen.training import BatchStream
+from kdegen.runs.directory import RunDir, load_checkpoint
+from kdegen.runs.training import BatchStream
 
 RING = "ring8:n=2000"
 

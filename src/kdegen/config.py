@@ -273,9 +273,9 @@ class RunConfig:
 
     def save(self, path: Path) -> None:
         """Write the config as indented JSON (atomically)."""
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        tmp.replace(path)
+        from kdegen.files import write_text_atomic
+
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @staticmethod
     def from_mapping(data: Mapping[str, Any], options_class: type, where: str) -> RunConfig:

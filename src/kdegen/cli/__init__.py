@@ -14,7 +14,7 @@ from kdegen import __version__
 from kdegen.cli import classify, evaluate, experiment, latent, modnet, train
 from kdegen.cli.base import COMMANDS
 from kdegen.errors import UsageError, one_line, show_warning
-from kdegen.training import TrainingInterrupted
+from kdegen.runs.training import TrainingInterrupted
 
 __all__ = ["COMMANDS", "classify", "evaluate", "experiment", "latent", "main", "modnet", "train"]
 

@@ -38,7 +38,7 @@ class EvaluateOptions(Config):
 
 
 def _out_path(source: str, out: str | None) -> Path:
-    from kdegen.evaluation.sources import is_run_dir
+    from kdegen.runs import is_run_dir
 
     if out is not None:
         return output_path(out, (".json",))
@@ -52,9 +52,15 @@ def cmd_evaluate(argv: list[str]) -> int:
     """Evaluate samples against a reference (DDM, IS, FID, KID, Parzen, ...); JSON + table."""
     args = parse(EvaluateOptions, argv, "kdegen evaluate", cmd_evaluate.__doc__)
     out = _out_path(args.source, args.out)
+    from kdegen import runs
     from kdegen.evaluation.evaluate import evaluate, table_rows, write_json
 
-    result = evaluate(args.source, args.reference, args.config)
+    source = (
+        runs.sampler(args.source, args.config.device)
+        if runs.is_run_dir(args.source)
+        else args.source
+    )
+    result = evaluate(source, args.reference, args.config)
     data = result.to_dict()
     sizes = ", ".join(f"{v} {k}" for k, v in result.sizes.items())
     print(f"{args.source} against {args.reference} ({result.embedding['name']} embedding; "
@@ -78,7 +84,7 @@ class ReportOptions(Config):
 def cmd_report(argv: list[str]) -> int:
     """Write RUN/report.md: loss curves, the latest samples and the evaluation table."""
     args = parse(ReportOptions, argv, "kdegen report", cmd_report.__doc__)
-    from kdegen.evaluation.report import write_report
+    from kdegen.runs.report import write_report
 
     print(f"wrote {write_report(args.run)}")
     return 0
@@ -96,7 +102,7 @@ def cmd_compare(argv: list[str]) -> int:
     """Plot a metric logged during training (--eval-every) for runs, grouped over seeds."""
     args = parse(CompareOptions, argv, "kdegen compare", cmd_compare.__doc__)
     out = output_path(args.out, (".png",))
-    from kdegen.evaluation.compare import group_runs, plot_groups, read_curve
+    from kdegen.runs.compare import group_runs, plot_groups, read_curve
 
     groups = group_runs([read_curve(r, args.metric) for r in args.runs])
     plot_groups(groups, args.metric, out)

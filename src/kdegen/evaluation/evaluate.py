@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -28,9 +27,11 @@ from kdegen import distributed
 from kdegen.config import Config, option
 from kdegen.errors import UsageError
 from kdegen.evaluation.embed import EMBEDDINGS, ClassifierConfig, EmbedSettings, Reference
+from kdegen.evaluation.generated import GeneratedSet, Sampler, load_generated, load_reference
 from kdegen.evaluation.metrics import METRICS
-from kdegen.evaluation.roles import ROLE_SOURCES, Sources, prepare
-from kdegen.evaluation.sources import GeneratedSet, load_generated, load_reference
+from kdegen.evaluation.roles import ROLE_SOURCES, prepare
+from kdegen.evaluation.sources import Sources
+from kdegen.files import write_text_atomic
 
 EVAL_FORMAT = "kdegen-eval-1"
 # how `all` lists them: the thesis's measure first, then the ones it is compared with
@@ -203,14 +204,15 @@ def run_metrics(
 
 
 def evaluate(
-    source: str,
+    source: str | Sampler,
     reference: str,
     config: EvalConfig = EvalConfig(),
 ) -> Evaluation:
     """Evaluate a run directory, image folder or .npz against a reference.
 
     Args:
-        source: a run directory (``config.n`` samples are drawn), image folder or file.
+        source: a model to draw ``config.n`` samples from (a run directory's is
+            :func:`kdegen.runs.sampler`), or an image folder or file.
         reference: a dataset name (test split, train split where needed) or files.
         config: metrics, embedding and sizes.
 
@@ -227,7 +229,7 @@ def evaluate(
         raise UsageError(f"--features applies to --embedding classifier, not {embedding}")
     settings = EmbedSettings(config.features, config.batch_size, device, config.progress,
                              config.classifier)  # fmt: skip
-    generated = load_generated(source, config.n, ref, config.seed, config.device)
+    generated = load_generated(source, config.n, ref, config.seed)
     sources = Sources(generated.samples, ref, embedding, settings, config.max_train)
     runnable, skipped = plan_metrics(names, explicit, sources)
     results, notes = run_metrics(runnable, sources, None if explicit else skipped)
@@ -254,12 +256,7 @@ def _about(generated: GeneratedSet) -> dict[str, Any]:
 
 def write_json(evaluation: Evaluation, path: Path) -> None:
     """Write the evaluation to ``path`` atomically (a temporary file renamed into place)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(evaluation.to_dict(), indent=2) + "\n")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomic(path, json.dumps(evaluation.to_dict(), indent=2) + "\n")
 
 
 def table_rows(data: dict[str, Any]) -> list[tuple[str, str, str, str]]:

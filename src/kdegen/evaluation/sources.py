@@ -1,131 +1,130 @@
-"""Reading what ``kdegen evaluate`` compares: the generated set and the reference data.
+"""The sets an evaluation compares and their embeddings, each computed once on demand.
 
-The generated set is a run directory (``--n`` samples are drawn from its latest
-checkpoint), an image folder, or an ``.npz`` / ``.npy`` file. The reference is a dataset
-name (its test split; its train split where a metric or an embedding needs one) or files
-(then ``--train-data`` may name the training data). Everything is checked before any
-network is trained or anything is written: one-line :class:`kdegen.UsageError`\\ s.
+:class:`Sources` holds the generated samples, the reference (test and train splits) and
+the embedding settings; the roles of :mod:`kdegen.evaluation.roles` ask it for features,
+class probabilities or pixels, and each image set is embedded at most once.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
+import copy
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from kdegen.data import DATASETS, ImageData, load
 from kdegen.errors import UsageError
-from kdegen.evaluation.embed import Reference
+from kdegen.evaluation.embed import (
+    EMBEDDINGS,
+    Embedded,
+    Embedding,
+    EmbedSettings,
+    Reference,
+    classifier_embedding,
+    make_embedding,
+)
 
-DEFAULT_N = 5000  # samples drawn from a run: this many, or the reference's size if smaller
-
-
-@dataclass(frozen=True)
-class GeneratedSet:
-    """Samples to evaluate (N, C, H, W) in [-1, 1] or points (N, D), and where they came from.
-
-    Attributes:
-        samples: the samples, on the CPU, in a seeded random order.
-        source: the path given.
-        kind: "run" or "files".
-        step: the training step of the checkpoint sampled (runs only).
-    """
-
-    samples: Tensor
-    source: str
-    kind: str
-    step: int | None = None
+SETS = ("generated", "test", "train")
 
 
-def is_run_dir(path: str | Path) -> bool:
-    """Whether ``path`` is a kdegen run directory (it has a config.json)."""
-    return (Path(path) / "config.json").is_file()
-
-
-def is_dataset_name(spec: str) -> bool:
-    """Whether ``spec`` names a registered dataset (with or without options)."""
-    return spec.partition(":")[0].strip() in DATASETS
-
-
-def load_reference(spec: str, train_data: str | None = None) -> Reference:
-    """The reference: a dataset's test split (and train split), or files.
+class Sources:
+    """The sets compared and their embeddings, each computed once when first asked for.
 
     Args:
-        spec: a dataset name (``mnist5k``, ``mnist1000:bias=1``) or an image folder / file.
-        train_data: training data to use instead of the dataset's train split (a dataset
-            name, whose train split is taken, or files); needed for train-side metrics
-            of a file reference.
+        generated: generated samples (N, ...).
+        reference: test (and train) data.
+        embedding: name of the feature embedding.
+        settings: how to embed.
+        max_train: train-side metrics see a seeded random subset of at most this many
+            training samples (the embedding is still fitted on all of them).
     """
-    test = load(spec, "test")
-    train: ImageData | None = None
-    if train_data is not None:
-        train = load(train_data, "train")
-    elif is_dataset_name(spec):
-        train = load(spec, "train")
-    if train is not None and train.shape != test.shape:
-        raise UsageError(
-            f"--train-data {train.name} holds samples of shape {_shape(train.shape)} but the "
-            f"reference {spec} of {_shape(test.shape)}; give training data like the reference"
-        )
-    return Reference(spec, test, train)
 
+    def __init__(self, generated: Tensor, reference: Reference, embedding: str,
+                 settings: EmbedSettings, max_train: int | None = None) -> None:  # fmt: skip
+        self.generated, self.reference = generated, reference
+        self.train = None if reference.train is None else reference.train.images
+        if self.train is not None and max_train is not None and len(self.train) > max_train:
+            keep = torch.randperm(len(self.train), generator=torch.Generator().manual_seed(0))
+            self.train = self.train[keep[:max_train]]
+        self.embedding_name, self.settings = embedding, settings
+        self._embedding: Embedding | None = None
+        self._classifier: Embedding | None = None
+        self._done: dict[tuple[str, int], Embedded] = {}  # (set, id of the network)
 
-def default_n(reference: Reference) -> int:
-    """Samples drawn from a run when ``--n`` is not given: 5,000, or fewer for small references."""
-    return min(DEFAULT_N, len(reference.test))
+    def with_generated(self, generated: Tensor) -> Sources:
+        """These sources with other generated samples: the embeddings and the embedded
+        reference sets are shared, the generated set is embedded anew."""
+        other = copy.copy(self)
+        other.generated = generated
+        other._done = {k: v for k, v in self._done.items() if k[0] != "generated"}
+        return other
 
+    def without_generated(self) -> Sources:
+        """These sources keeping only what does not depend on the generated samples."""
+        return self.with_generated(self.generated[:0])
 
-def load_generated(
-    source: str, n: int | None, reference: Reference, seed: int = 0, device: str = "auto"
-) -> GeneratedSet:
-    """Draw ``n`` samples from a run, or read a folder / file (a random ``n`` of it if given).
+    def images(self, which: str) -> Tensor:
+        """The samples of set ``which`` (generated, test or train)."""
+        sets = {
+            "generated": self.generated,
+            "test": self.reference.test.images,
+            "train": self.train,
+        }
+        found = sets[which]
+        if found is None:
+            raise UsageError(f"{self.reference.name} has no training data; pass --train-data")
+        return found
 
-    The samples come back shuffled with ``seed`` (scores that cut the set into
-    consecutive parts, such as the Inception Score, then see no class-sorted order).
-    """
-    if n is not None and n < 1:
-        raise UsageError(f"--n must be at least 1, got {n}")
-    rng = torch.Generator().manual_seed(seed)
-    if is_run_dir(source):
-        from kdegen.runs import load_run
+    def embedding(self) -> Embedding:
+        """The feature embedding (made, and fitted or trained, on first use)."""
+        if self._embedding is None:
+            self._embedding = make_embedding(self.embedding_name, self.reference, self.settings)
+        return self._embedding
 
-        loaded = load_run(source, device)
-        with torch.no_grad():
-            samples = loaded.method.sample(n or default_n(reference), generator=rng).cpu()
-        generated = GeneratedSet(samples.float(), source, "run", loaded.step)
-    elif Path(source).exists():
-        data = load(source)
-        order = torch.randperm(len(data), generator=rng)[: n or len(data)]
-        generated = GeneratedSet(data.images[order], source, "files")
-    else:
-        raise UsageError(
-            f"no such run directory or file: {source}; give a run directory, an image "
-            "folder or an .npz / .npy file"
-        )
-    check_compatible(generated, reference)
-    return generated
+    def classifier(self) -> Embedding:
+        """The classifier of the reference (the feature embedding itself when it is one)."""
+        if self._classifier is None:
+            if self.embedding_name == "classifier":
+                self._classifier = self.embedding()
+            else:
+                self._classifier = classifier_embedding(self.reference, self.settings)
+        return self._classifier
 
+    def labeller(self) -> Embedding:
+        """Where class probabilities come from: the embedding if it classifies, else the
+        classifier."""
+        return self.embedding() if self.gives_probabilities() else self.classifier()
 
-def _shape(shape: tuple[int, ...]) -> str:
-    return "x".join(str(s) for s in shape)
+    def gives_probabilities(self) -> bool:
+        """Whether the feature embedding gives class probabilities itself."""
+        return EMBEDDINGS.get(self.embedding_name).classifies
 
+    def network(self, by: str) -> Embedding:
+        """The network behind ``by``: "features", "labels" or "digits" (made on first use)."""
+        nets = {"features": self.embedding, "labels": self.labeller, "digits": self.classifier}
+        return nets[by]()
 
-def check_compatible(generated: GeneratedSet, reference: Reference) -> None:
-    """The generated samples must have the reference's shape, and be finite."""
-    got, want = tuple(generated.samples.shape[1:]), reference.test.shape
-    if got != want and len(got) == len(want) == 1:
-        raise UsageError(
-            f"feature dimensions differ: {generated.source} holds points of dimension "
-            f"{got[0]}, the reference {reference.name} of dimension {want[0]}; compare "
-            "points of one space"
-        )
-    if got != want:
-        raise UsageError(
-            f"{generated.source} holds samples of shape {_shape(got)} but the reference "
-            f"{reference.name} has samples of shape {_shape(want)}; evaluate against a "
-            "reference of the same size (or resize the images)"
-        )
-    if not bool(torch.isfinite(generated.samples).all()):
-        raise UsageError(f"{generated.source} produced NaN or infinite samples; check the run")
+    def embedded(self, which: str, by: str = "features") -> Embedded:
+        """Set ``which`` through the embedding (``by="features"``), the labeller
+        (``"labels"``) or the classifier (``"digits"``); each network sees a set once."""
+        net = self.network(by)
+        key = (which, id(net))
+        if key not in self._done:
+            out = net.embed(self.images(which), self.settings.batch_size)
+            for name, t in (("features", out.features), ("probabilities", out.probs)):
+                if t is not None and not bool(torch.isfinite(t).all()):
+                    raise UsageError(
+                        f"the {net.name} embedding gave NaN or infinite {name} for the "
+                        f"{which} set; check the samples, or try --embedding pixels"
+                    )
+            self._done[key] = out
+        return self._done[key]
+
+    def describe(self) -> dict[str, Any]:
+        """The embedding as the evaluation records it (details once it has been made)."""
+        about: dict[str, Any] = {"name": self.embedding_name}
+        if self._embedding is not None:
+            about.update(self._embedding.describe())
+        if self._embedding is not None and ("generated", id(self._embedding)) in self._done:
+            about["dim"] = int(self._done["generated", id(self._embedding)].features.shape[1])
+        return about

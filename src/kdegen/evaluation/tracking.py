@@ -21,9 +21,10 @@ from kdegen.data import load
 from kdegen.errors import UsageError
 from kdegen.evaluation.embed import EmbedSettings
 from kdegen.evaluation.evaluate import default_embedding, plan_metrics, run_metrics, select_metrics
+from kdegen.evaluation.generated import load_reference
 from kdegen.evaluation.metrics import METRICS
-from kdegen.evaluation.roles import Sources, prepare
-from kdegen.evaluation.sources import load_reference
+from kdegen.evaluation.roles import prepare
+from kdegen.evaluation.sources import Sources
 
 AUTO_IMAGES = "inception_score,fid"
 

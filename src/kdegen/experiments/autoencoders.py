@@ -2,7 +2,7 @@
 
 The GENs experiments train many small models (Table 2: 5 per method); they need neither
 checkpoints nor run directories, so they train in memory through the Trainer
-(:func:`kdegen.training.train_in_memory`).
+(:func:`kdegen.runs.training.train_in_memory`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from torch import Tensor
 
 from kdegen.methods.autoencoder import AutoEncoder
 from kdegen.methods.base import METHODS, DataSpec
-from kdegen.training import train_in_memory
+from kdegen.runs.training import train_in_memory
 
 
 def fit_autoencoder(

@@ -17,7 +17,6 @@ import itertools
 import json
 import math
 import multiprocessing
-import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -35,6 +34,7 @@ from kdegen.config import Config, option
 from kdegen.data import ImageData, load
 from kdegen.errors import UsageError, show_warning
 from kdegen.evaluation.embed import Embedded, EmbedSettings, Reference, classifier_embedding
+from kdegen.files import write_text_atomic
 from kdegen.registry import Registry
 
 
@@ -141,12 +141,6 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 @dataclass(frozen=True)
 class Part:
     """One independent unit of an experiment, e.g. one model trained and measured.
@@ -211,7 +205,7 @@ def run_parts(settings: Settings, parts: Sequence[Part], desc: str) -> dict[str,
 
     def finish(p: Part, result: dict[str, Any]) -> None:
         record = {"spec": _canonical(p.spec), "result": _canonical(result)}
-        _atomic_text(folder / f"{p.key}.json", json.dumps(record, indent=1) + "\n")
+        write_text_atomic(folder / f"{p.key}.json", json.dumps(record, indent=1) + "\n")
         done[p.key] = record["result"]
 
     bar = tqdm(total=len(todo), desc=desc, unit="part", disable=not settings.progress)
@@ -242,10 +236,10 @@ def write_outputs(settings: Settings, title: str, rows: list[dict[str, Any]], su
     """Write table.md (title, summary, table), results.json and plot.png into ``out``."""
     out = settings.out
     table = f"# {title}\n\n{summary}\n\n{markdown_table(rows)}\n![plot](plot.png)\n"
-    _atomic_text(out / "table.md", table)
+    write_text_atomic(out / "table.md", table)
     clean = json.loads(json.dumps({"title": title, "summary": summary, **meta, "rows": rows},
                                   default=float).replace("NaN", "null"))  # fmt: skip
-    _atomic_text(out / "results.json", json.dumps(clean, indent=2) + "\n")
+    write_text_atomic(out / "results.json", json.dumps(clean, indent=2) + "\n")
     figure.savefig(out / "plot.png")
     import matplotlib.pyplot as plt
 

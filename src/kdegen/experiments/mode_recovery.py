@@ -35,12 +35,12 @@ import torch
 from kdegen.data import load
 from kdegen.errors import UsageError
 from kdegen.evaluation.embed import EmbedSettings, Reference, classifier_embedding
-from kdegen.evaluation.embed.cnn import ClassifierConfig
 from kdegen.evaluation.metrics import digit_mode_count, inception_score
 from kdegen.experiments.base import Outcome, Settings, experiment, new_figure, write_outputs
 from kdegen.images import save_grid
 from kdegen.methods import METHODS, DataSpec, Method
-from kdegen.training import train_in_memory
+from kdegen.nets.classifier import ClassifierConfig
+from kdegen.runs.training import train_in_memory
 
 BASES = ("mnist1000", "digits1000")  # the stacked-digit datasets the protocol runs on
 RESTRICTED = "{}:bias=1,digits=6789"

@@ -44,7 +44,6 @@ from torch import Tensor
 from kdegen import distributed, runs
 from kdegen.config import RunConfig, TrainConfig
 from kdegen.data import ImageData
-from kdegen.evaluation.embed import cnn
 from kdegen.experiments.base import (
     Outcome,
     Settings,
@@ -57,6 +56,7 @@ from kdegen.experiments.base import (
 from kdegen.images import save_grid
 from kdegen.methods.labelled import stratified_choice
 from kdegen.methods.modnet import ModNet, ModNetConfig
+from kdegen.nets import classifier as cnn
 
 SIZES = (10, 100, 1000)
 

@@ -70,7 +70,6 @@ from kdegen import distributed
 from kdegen.config import option
 from kdegen.data import ImageData
 from kdegen.errors import UsageError
-from kdegen.evaluation.embed import cnn
 from kdegen.methods.base import METHODS, Batch, DataSpec, Losses, Method, MethodConfig
 from kdegen.methods.gan import make_optimizer, update_discriminator
 from kdegen.methods.labelled import (
@@ -81,6 +80,7 @@ from kdegen.methods.labelled import (
     row_labels,
 )
 from kdegen.nets import NetOptions, build_pair, init_dcgan_weights
+from kdegen.nets import classifier as cnn
 from kdegen.nets.conditional import ClassHeadDiscriminator
 from kdegen.nets.modes import evaluating, frozen
 from kdegen.nets.unet import UNet

@@ -31,7 +31,7 @@ from kdegen.evaluation.embed.classifier import (
     forget_loaded,
     plan_classifier,
 )
-from kdegen.evaluation.embed.cnn import ClassifierConfig, SmallCNN
+from kdegen.nets.classifier import ClassifierConfig, SmallCNN
 
 __all__ = [
     "CLASSIFIER_FEATURES",

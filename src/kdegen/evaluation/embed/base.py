@@ -23,7 +23,7 @@ from torch import Tensor
 
 from kdegen.data import ImageData
 from kdegen.errors import UsageError
-from kdegen.evaluation.embed.cnn import ClassifierConfig
+from kdegen.nets.classifier import ClassifierConfig
 from kdegen.registry import Registry
 
 CLASSIFIER_FEATURES = ("logits", "prelogits", "hypercolumns")

@@ -39,7 +39,6 @@ from torch import Tensor
 
 from kdegen.data import ImageData, load
 from kdegen.errors import UsageError
-from kdegen.evaluation.embed import cnn
 from kdegen.evaluation.embed.base import (
     Embedded,
     Embedding,
@@ -48,7 +47,8 @@ from kdegen.evaluation.embed.base import (
     need_images,
     register_embedding,
 )
-from kdegen.rundir import save_atomic
+from kdegen.files import save_atomic
+from kdegen.nets import classifier as cnn
 
 CACHE_FORMAT = "kdegen-classifier-1"
 # datasets made of ``tiles`` images of another dataset side by side: classify each tile

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kdegen.errors import UsageError
-from kdegen.rundir import RunDir
+from kdegen.runs.directory import RunDir
 
 # fields that say where or how a run was watched, not what was trained
 IGNORED = {("train", "seed"), ("train", "eval_every"), ("train", "eval_metrics"),

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,9 @@ import torch
 
 from kdegen.errors import UsageError
 from kdegen.evaluation.evaluate import table_rows
-from kdegen.rundir import RunDir
+from kdegen.files import write_text_atomic
+from kdegen.runs.directory import RunDir
+from kdegen.runs.lifecycle import load_run, read_run_config
 
 NOT_LOSSES = ("step", "it_per_s", "samples_per_s", "time", "eval_seconds")  # not curves
 EVALUATION_MARK = "eval_seconds"  # a record of --eval-every
@@ -88,7 +89,6 @@ def sample_grid(run: RunDir, out: Path) -> tuple[Path | None, int | None]:
         step = int(grids[-1].stem.split("-")[1])
         return grids[-1], step
     from kdegen.images import save_samples
-    from kdegen.runs import load_run
 
     loaded = load_run(run.path, "cpu")
     with torch.no_grad():
@@ -140,8 +140,6 @@ def write_report(path: str | Path) -> Path:
     """
     run = RunDir(path)
     run.check_existing()
-    from kdegen.runs import read_run_config
-
     config = read_run_config(run)
     figures = run.path / "report"
     losses, diagnostics, during = split_series(run.read_metrics())
@@ -173,7 +171,5 @@ def write_report(path: str | Path) -> Path:
     lines += ["", f"## Samples (step {grid_step})", "", picture, "", "## Evaluation", "",
               *evaluation, ""]  # fmt: skip
     out = run.path / "report.md"
-    tmp = out.with_name(f".report.md.{os.getpid()}.tmp")
-    tmp.write_text("\n".join(lines))
-    tmp.replace(out)
+    write_text_atomic(out, "\n".join(lines))
     return out

@@ -17,10 +17,16 @@ from typing import Any
 import torch
 
 from kdegen.errors import UsageError
+from kdegen.files import save_atomic
 
 CHECKPOINT_FORMAT = "kdegen-checkpoint-1"
 # what kdegen writes into a run dir; --force removes these and nothing else
 OWNED = ("config.json", "metrics.jsonl", "checkpoints", "samples", "eval.json", "report.md")
+
+
+def is_run_dir(path: str | Path) -> bool:
+    """Whether ``path`` is a kdegen run directory (it has a config.json)."""
+    return (Path(path) / "config.json").is_file()
 
 
 class RunDir:
@@ -123,19 +129,6 @@ class RunDir:
     def load_checkpoint(self, path: Path | None = None) -> dict[str, Any]:
         """Read ``path`` or the checkpoint a resume starts from."""
         return load_checkpoint(path or self.resume_checkpoint() or self.latest)
-
-
-def save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, then rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -17,9 +17,10 @@ from kdegen import distributed
 from kdegen.config import RunConfig, TrainConfig, read_json, replace
 from kdegen.data import ImageData, load
 from kdegen.errors import UsageError
+from kdegen.evaluation.generated import Sampler
 from kdegen.methods import METHODS, DataSpec, Method
-from kdegen.rundir import RunDir
-from kdegen.training import Trainer
+from kdegen.runs.directory import RunDir
+from kdegen.runs.training import Trainer
 
 # trainer fields a resumed run may change; anything else would make it another run
 RESUMABLE = ("steps", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints",
@@ -66,7 +67,7 @@ def start(config: RunConfig, out: str | Path, force: bool = False, progress: boo
 
     Raises:
         UsageError: bad data, options or run directory (nothing is written then).
-        kdegen.training.TrainingInterrupted: stopped by a signal after checkpointing.
+        kdegen.runs.training.TrainingInterrupted: stopped by a signal after checkpointing.
     """
     ctx = distributed.setup(config.train.device)
     data = load(config.train.data)
@@ -180,3 +181,10 @@ def load_run(path: str | Path, device: str = "auto") -> LoadedRun:
     method = build_method(config, spec, distributed.pick_device(device))
     method.load_state_dict(state["method"])
     return LoadedRun(run, config, method, int(state["step"]))
+
+
+def sampler(path: str | Path, device: str = "auto") -> Sampler:
+    """The run's latest checkpoint as a :class:`kdegen.evaluation.generated.Sampler`: what
+    ``kdegen evaluate`` draws samples from."""
+    loaded = load_run(path, device)
+    return Sampler(lambda n, g: loaded.method.sample(n, generator=g), str(path), loaded.step)

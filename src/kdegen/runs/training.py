@@ -27,7 +27,7 @@ from kdegen.distributed import Context
 from kdegen.errors import UsageError
 from kdegen.images import save_samples
 from kdegen.methods.base import Batch, Method
-from kdegen.rundir import RunDir
+from kdegen.runs.directory import RunDir
 
 
 class TrainingInterrupted(Exception):

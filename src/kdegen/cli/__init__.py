@@ -40,8 +40,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kdegen: error: {one_line(str(e))}", file=sys.stderr)
         return 2
     except TrainingInterrupted as e:
-        print(f"kdegen: stopped at step {e.step} with a checkpoint; continue with "
-              f"`kdegen train --resume {e.run or 'RUN'}`", file=sys.stderr)  # fmt: skip
+        print(
+            f"kdegen: stopped at step {e.step} with a checkpoint; continue with "
+            f"`kdegen train --resume {e.run or 'RUN'}`",
+            file=sys.stderr,
+        )
         return 130
     finally:
         from kdegen import distributed

@@ -19,8 +19,10 @@ def cmd_metrics(argv: list[str]) -> int:
     from kdegen.evaluation.embed import EMBEDDINGS
     from kdegen.evaluation.metrics import METRICS
 
-    print_table([("metric", "needs", "description")]
-                + [(n, ",".join(m.needs), m.description) for n, m in METRICS.items()])  # fmt: skip
+    print_table(
+        [("metric", "needs", "description")]
+        + [(n, ",".join(m.needs), m.description) for n, m in METRICS.items()]
+    )
     print(f"\nembeddings: {', '.join(EMBEDDINGS.names())}")
     return 0
 
@@ -63,8 +65,10 @@ def cmd_evaluate(argv: list[str]) -> int:
     result = evaluate(source, args.reference, args.config)
     data = result.to_dict()
     sizes = ", ".join(f"{v} {k}" for k, v in result.sizes.items())
-    print(f"{args.source} against {args.reference} ({result.embedding['name']} embedding; "
-          f"{sizes}; {result.seconds:.1f} s)")  # fmt: skip
+    print(
+        f"{args.source} against {args.reference} ({result.embedding['name']} embedding; "
+        f"{sizes}; {result.seconds:.1f} s)"
+    )
     print_table(table_rows(data))
     for name, reason in result.skipped.items():
         print(f"skipped {name}: {reason}")
@@ -109,8 +113,15 @@ def cmd_compare(argv: list[str]) -> int:
     rows = [("configuration", "runs", "step", f"{args.metric} (mean ± std)", "train s")]
     for g in groups:
         s = g.summary()
-        rows.append((s["label"], str(s["runs"]), str(s["step"]),
-                     f"{s['mean']:.4g} ± {s['std']:.2g}", f"{s['time']:.0f}"))  # fmt: skip
+        rows.append(
+            (
+                s["label"],
+                str(s["runs"]),
+                str(s["step"]),
+                f"{s['mean']:.4g} ± {s['std']:.2g}",
+                f"{s['time']:.0f}",
+            )
+        )
     print_table([(*r[:-1], r[-1]) for r in rows])
     print(f"wrote {out}")
     return 0

@@ -46,8 +46,9 @@ CLASSES = Option("digits", "digits", tuple(range(10)), help="0123456789 (all cla
 
 def _select(images: np.ndarray, labels: np.ndarray, request: Request) -> ImageData:
     keep = np.isin(labels, request.options["digits"])
-    return ImageData(torch.tensor(images[keep]), torch.tensor(labels[keep]), request.name,
-                     num_classes=10)  # fmt: skip
+    return ImageData(
+        torch.tensor(images[keep]), torch.tensor(labels[keep]), request.name, num_classes=10
+    )
 
 
 def _freeze(*arrays: np.ndarray) -> None:

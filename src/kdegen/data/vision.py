@@ -125,16 +125,40 @@ def _loader(name: str, fetch: Fetch, num_classes: int | None) -> Callable[[Reque
 
 
 VISION = (
-    ("mnist", "MNIST handwritten digits", (60_000, 10_000), (1, 28, 28), 10,
-     _fetch_mnist_like("MNIST")),
-    ("fashion-mnist", "Fashion-MNIST clothing images", (60_000, 10_000), (1, 28, 28), 10,
-     _fetch_mnist_like("FashionMNIST")),
-    ("cifar10", "CIFAR-10 colour images, 10 classes", (50_000, 10_000), (3, 32, 32), 10,
-     _fetch_cifar10),
+    (
+        "mnist",
+        "MNIST handwritten digits",
+        (60_000, 10_000),
+        (1, 28, 28),
+        10,
+        _fetch_mnist_like("MNIST"),
+    ),
+    (
+        "fashion-mnist",
+        "Fashion-MNIST clothing images",
+        (60_000, 10_000),
+        (1, 28, 28),
+        10,
+        _fetch_mnist_like("FashionMNIST"),
+    ),
+    (
+        "cifar10",
+        "CIFAR-10 colour images, 10 classes",
+        (50_000, 10_000),
+        (3, 32, 32),
+        10,
+        _fetch_cifar10,
+    ),
     ("svhn", "SVHN street-view house numbers", (73_257, 26_032), (3, 32, 32), 10, _fetch_svhn),
-    ("celeba", "CelebA faces, centre-cropped 118x118 and resized to 64x64",
-     (162_770, 19_962), (3, 64, 64), None, _fetch_celeba),
-)  # fmt: skip
+    (
+        "celeba",
+        "CelebA faces, centre-cropped 118x118 and resized to 64x64",
+        (162_770, 19_962),
+        (3, 64, 64),
+        None,
+        _fetch_celeba,
+    ),
+)
 
 
 def _register() -> None:

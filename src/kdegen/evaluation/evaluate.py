@@ -35,9 +35,22 @@ from kdegen.files import write_text_atomic
 
 EVAL_FORMAT = "kdegen-eval-1"
 # how `all` lists them: the thesis's measure first, then the ones it is compared with
-ORDER = ("ddm", "ddm_relative", "inception_score", "mode_score", "fid", "kid", "mmd", "parzen",
-         "precision_recall", "density_coverage", "nearest_neighbour", "birthday", "mode_count",
-         "digit_modes")  # fmt: skip
+ORDER = (
+    "ddm",
+    "ddm_relative",
+    "inception_score",
+    "mode_score",
+    "fid",
+    "kid",
+    "mmd",
+    "parzen",
+    "precision_recall",
+    "density_coverage",
+    "nearest_neighbour",
+    "birthday",
+    "mode_count",
+    "digit_modes",
+)
 
 
 Features = Literal["logits", "prelogits", "hypercolumns"]
@@ -227,16 +240,25 @@ def evaluate(
     EMBEDDINGS.get(embedding)  # unknown names raise with suggestions
     if config.features != "logits" and embedding != "classifier":
         raise UsageError(f"--features applies to --embedding classifier, not {embedding}")
-    settings = EmbedSettings(config.features, config.batch_size, device, config.progress,
-                             config.classifier)  # fmt: skip
+    settings = EmbedSettings(
+        config.features, config.batch_size, device, config.progress, config.classifier
+    )
     generated = load_generated(source, config.n, ref, config.seed)
     sources = Sources(generated.samples, ref, embedding, settings, config.max_train)
     runnable, skipped = plan_metrics(names, explicit, sources)
     results, notes = run_metrics(runnable, sources, None if explicit else skipped)
     if not results:
         raise UsageError(f"no metric could be computed: {next(iter(skipped.values()))}")
-    return Evaluation(results, skipped, notes, sources.describe(), _sizes(sources),
-                      _about(generated), reference, time.perf_counter() - start)  # fmt: skip
+    return Evaluation(
+        results,
+        skipped,
+        notes,
+        sources.describe(),
+        _sizes(sources),
+        _about(generated),
+        reference,
+        time.perf_counter() - start,
+    )
 
 
 def _sizes(sources: Sources) -> dict[str, int]:
@@ -263,8 +285,11 @@ def table_rows(data: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """Rows (metric, value, ± stderr, other numbers) of an evaluation's JSON dict."""
     rows = [("metric", "value", "stderr", "details")]
     for name, m in data["metrics"].items():
-        details = ", ".join(f"{k}={_fmt(v)}" for k, v in list(m["numbers"].items())[1:]
-                            if not k.startswith("stderr"))  # fmt: skip
+        details = ", ".join(
+            f"{k}={_fmt(v)}"
+            for k, v in list(m["numbers"].items())[1:]
+            if not k.startswith("stderr")
+        )
         stderr = "" if m["stderr"] is None else _fmt(m["stderr"])
         rows.append((name, _fmt(m["value"]), stderr, details))
     return rows

@@ -39,8 +39,14 @@ class Sources:
             training samples (the embedding is still fitted on all of them).
     """
 
-    def __init__(self, generated: Tensor, reference: Reference, embedding: str,
-                 settings: EmbedSettings, max_train: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        generated: Tensor,
+        reference: Reference,
+        embedding: str,
+        settings: EmbedSettings,
+        max_train: int | None = None,
+    ) -> None:
         self.generated, self.reference = generated, reference
         self.train = None if reference.train is None else reference.train.images
         if self.train is not None and max_train is not None and len(self.train) > max_train:

@@ -52,8 +52,15 @@ class TrainingEvaluator:
         UsageError: unknown metrics, or metrics that cannot apply to these data.
     """
 
-    def __init__(self, data: str, metrics: str, n: int, device: torch.device,
-                 seed: int = 0, progress: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        data: str,
+        metrics: str,
+        n: int,
+        device: torch.device,
+        seed: int = 0,
+        progress: bool = False,
+    ) -> None:
         if n < 2:
             raise UsageError(f"--eval-n must be at least 2, got {n}")
         reference = load_reference(data)
@@ -64,8 +71,7 @@ class TrainingEvaluator:
         self.names, _ = plan_metrics(names, True, self.sources)
         self.n, self.seed, self.device = n, seed, device
         with self._own_randomness():  # train or load the classifier now: errors come first
-            prepare(self.sources, {role for name in self.names
-                                   for role in METRICS.get(name).needs})  # fmt: skip
+            prepare(self.sources, {role for name in self.names for role in METRICS.get(name).needs})
 
     def _own_randomness(self) -> Any:
         """Leave the training's random state as it was (CPU, and this run's GPU)."""

@@ -18,9 +18,16 @@ from kdegen.runs.training import train_in_memory
 
 
 def fit_autoencoder(
-    method: str, config: Any, images: Tensor, labels: Tensor | None, steps: int,
-    seed: int, batch_size: int = 64, progress: bool = False, num_classes: int | None = None,
-) -> AutoEncoder:  # fmt: skip
+    method: str,
+    config: Any,
+    images: Tensor,
+    labels: Tensor | None,
+    steps: int,
+    seed: int,
+    batch_size: int = 64,
+    progress: bool = False,
+    num_classes: int | None = None,
+) -> AutoEncoder:
     """Train ``method`` (ae, vae, aae or gen) with ``config`` for ``steps`` minibatches.
 
     Args:

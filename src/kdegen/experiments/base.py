@@ -77,9 +77,9 @@ class Experiment:
 EXPERIMENTS: Registry[Experiment] = Registry("experiment")
 
 
-def experiment(name: str, description: str) -> Callable[
-    [Callable[[Settings], Outcome]], Callable[[Settings], Outcome]
-]:  # fmt: skip
+def experiment(
+    name: str, description: str
+) -> Callable[[Callable[[Settings], Outcome]], Callable[[Settings], Outcome]]:
     """Decorator registering an experiment function under ``name``."""
 
     def add(fn: Callable[[Settings], Outcome]) -> Callable[[Settings], Outcome]:
@@ -198,8 +198,10 @@ def run_parts(settings: Settings, parts: Sequence[Part], desc: str) -> dict[str,
         if saved is not None:
             done[p.key] = saved
     if done:
-        print(f"{desc}: reusing {len(done)} of {len(parts)} finished parts in {folder}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"{desc}: reusing {len(done)} of {len(parts)} finished parts in {folder}",
+            file=sys.stderr,
+        )
     todo = [p for p in parts if p.key not in done]
     folder.mkdir(parents=True, exist_ok=True)
 
@@ -231,14 +233,23 @@ def run_parts(settings: Settings, parts: Sequence[Part], desc: str) -> dict[str,
     return {k: done[k] for k in keys}
 
 
-def write_outputs(settings: Settings, title: str, rows: list[dict[str, Any]], summary: str,
-                  meta: dict[str, Any], figure: Any) -> list[Path]:  # fmt: skip
+def write_outputs(
+    settings: Settings,
+    title: str,
+    rows: list[dict[str, Any]],
+    summary: str,
+    meta: dict[str, Any],
+    figure: Any,
+) -> list[Path]:
     """Write table.md (title, summary, table), results.json and plot.png into ``out``."""
     out = settings.out
     table = f"# {title}\n\n{summary}\n\n{markdown_table(rows)}\n![plot](plot.png)\n"
     write_text_atomic(out / "table.md", table)
-    clean = json.loads(json.dumps({"title": title, "summary": summary, **meta, "rows": rows},
-                                  default=float).replace("NaN", "null"))  # fmt: skip
+    clean = json.loads(
+        json.dumps(
+            {"title": title, "summary": summary, **meta, "rows": rows}, default=float
+        ).replace("NaN", "null")
+    )
     write_text_atomic(out / "results.json", json.dumps(clean, indent=2) + "\n")
     figure.savefig(out / "plot.png")
     import matplotlib.pyplot as plt

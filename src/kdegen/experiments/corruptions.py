@@ -72,10 +72,17 @@ def _plot(rows: list[dict[str, Any]]) -> Any:
     fig, axes = new_figure(len(LEVELS), width=3.8)
     for ax, kind in zip(axes, LEVELS, strict=True):
         mine = [r for r in rows if r["corruption"] == kind]
-        ax.errorbar([r["strength"] for r in mine], [r["ddm_bits"] for r in mine],
-                    [r["stderr_bits"] for r in mine], marker="o")  # fmt: skip
-        ax.set(title=kind, xlabel="strength (std, half-width, sigma px)",
-               ylabel="DDM (bits, lower is better)")  # fmt: skip
+        ax.errorbar(
+            [r["strength"] for r in mine],
+            [r["ddm_bits"] for r in mine],
+            [r["stderr_bits"] for r in mine],
+            marker="o",
+        )
+        ax.set(
+            title=kind,
+            xlabel="strength (std, half-width, sigma px)",
+            ylabel="DDM (bits, lower is better)",
+        )
         ax.grid(alpha=0.3)
     fig.suptitle("DDM of corrupted real images against the test split")
     fig.tight_layout()
@@ -96,8 +103,15 @@ def corruptions(settings: Settings) -> Outcome:
         for level in levels[:: 2 if settings.quick else 1]:
             corrupted = CORRUPTIONS.get(kind)(clean, level, g)
             r = ddm(test, embed_all(embedding, corrupted).features)
-            rows.append({"corruption": kind, "strength": level, "ddm_bits": r.bits,
-                         "stderr_bits": r.stderr_bits, "ddm_nats": r.nats})  # fmt: skip
+            rows.append(
+                {
+                    "corruption": kind,
+                    "strength": level,
+                    "ddm_bits": r.bits,
+                    "stderr_bits": r.stderr_bits,
+                    "ddm_nats": r.nats,
+                }
+            )
         mine = [r for r in rows if r["corruption"] == kind]
         strict = is_monotone([r["ddm_bits"] for r in mine])
         slack = is_monotone([r["ddm_bits"] for r in mine], slack=[r["stderr_bits"] for r in mine])
@@ -107,8 +121,13 @@ def corruptions(settings: Settings) -> Outcome:
         + ", ".join(f"{k} {v}" for k, v in monotone.items())
         + f" ({len(clean)} corrupted {data} training images against its test split)."
     )
-    meta = {"data": data, "samples": len(clean), "monotone": monotone,
-            "embedding": embedding.describe()}  # fmt: skip
-    files = write_outputs(settings, "Corruptions (thesis Sec. 3.4.6)", rows, summary, meta,
-                          _plot(rows))  # fmt: skip
+    meta = {
+        "data": data,
+        "samples": len(clean),
+        "monotone": monotone,
+        "embedding": embedding.describe(),
+    }
+    files = write_outputs(
+        settings, "Corruptions (thesis Sec. 3.4.6)", rows, summary, meta, _plot(rows)
+    )
     return Outcome(rows, summary, files)

@@ -45,13 +45,21 @@ FULL = Size(tuple(PAPER), SIZES, 10)
 
 def _cell(dim: int, m: int, trials: int, seed: int) -> dict[str, Any]:
     paper = PAPER[dim][SIZES.index(m)]
-    row: dict[str, Any] = {"l": dim, "m": m, "paper": "error" if paper is None else
-                           f"{paper[0]:.2f} ± {paper[1]:.2f}"}  # fmt: skip
+    row: dict[str, Any] = {
+        "l": dim,
+        "m": m,
+        "paper": "error" if paper is None else f"{paper[0]:.2f} ± {paper[1]:.2f}",
+    }
     try:
         h, h_std = optimal_jsd_bandwidth(dim, m, Normal(dim), trials=trials, seed=seed)
     except UsageError:
-        return {**row, "h": float("nan"), "h_std": float("nan"), "ours": "error",
-                "agrees": paper is None}  # fmt: skip
+        return {
+            **row,
+            "h": float("nan"),
+            "h_std": float("nan"),
+            "ours": "error",
+            "agrees": paper is None,
+        }
     agrees = paper is not None and abs(h - paper[0]) <= paper[1] + ROUNDING
     return {**row, "h": h, "h_std": h_std, "ours": f"{h:.3f} ± {h_std:.3f}", "agrees": agrees}
 
@@ -60,14 +68,31 @@ def _plot(rows: list[dict[str, Any]]) -> Any:
     fig, (ax,) = new_figure(1, 6.0)
     for dim in sorted({r["l"] for r in rows}):
         mine = [r for r in rows if r["l"] == dim and r["ours"] != "error"]
-        line = ax.errorbar([r["m"] for r in mine], [r["h"] for r in mine],
-                           [r["h_std"] for r in mine], marker="o", label=f"l = {dim}")  # fmt: skip
-        paper = [(m, p) for m, p in zip(SIZES, PAPER[dim], strict=True)
-                 if p is not None and m in {r["m"] for r in rows}]  # fmt: skip
-        ax.scatter([m for m, _ in paper], [p[0] for _, p in paper], marker="x", s=40,
-                   color=line[0].get_color())  # fmt: skip
-    ax.set(xscale="log", xlabel="KDE samples m", ylabel="optimal bandwidth h",
-           title="GENs Table 1: ours (lines) and the paper's (x)")  # fmt: skip
+        line = ax.errorbar(
+            [r["m"] for r in mine],
+            [r["h"] for r in mine],
+            [r["h_std"] for r in mine],
+            marker="o",
+            label=f"l = {dim}",
+        )
+        paper = [
+            (m, p)
+            for m, p in zip(SIZES, PAPER[dim], strict=True)
+            if p is not None and m in {r["m"] for r in rows}
+        ]
+        ax.scatter(
+            [m for m, _ in paper],
+            [p[0] for _, p in paper],
+            marker="x",
+            s=40,
+            color=line[0].get_color(),
+        )
+    ax.set(
+        xscale="log",
+        xlabel="KDE samples m",
+        ylabel="optimal bandwidth h",
+        title="GENs Table 1: ours (lines) and the paper's (x)",
+    )
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -80,9 +105,12 @@ def gen_bandwidths(settings: Settings) -> Outcome:
     size = QUICK if settings.quick else FULL
     rows = [_cell(dim, m, size.trials, settings.seed) for dim in size.dims for m in size.sizes]
     agree = sum(bool(r["agrees"]) for r in rows)
-    summary = (f"{agree} of {len(rows)} cells agree with the paper's Table 1 within its error "
-               f"bars (+{ROUNDING} rounding), {size.trials} trials per cell.")  # fmt: skip
+    summary = (
+        f"{agree} of {len(rows)} cells agree with the paper's Table 1 within its error "
+        f"bars (+{ROUNDING} rounding), {size.trials} trials per cell."
+    )
     meta = {"trials": size.trials, "agreeing_cells": agree, "cells": len(rows)}
-    files = write_outputs(settings, "GENs Table 1: optimal KDE bandwidths", rows, summary, meta,
-                          _plot(rows))  # fmt: skip
+    files = write_outputs(
+        settings, "GENs Table 1: optimal KDE bandwidths", rows, summary, meta, _plot(rows)
+    )
     return Outcome(rows, summary, files)

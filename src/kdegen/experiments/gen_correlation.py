@@ -80,8 +80,9 @@ def nn_jsd(p: Tensor, q: Tensor, p_eval: Tensor, q_eval: Tensor, epochs: int, se
         torch.set_num_threads(threads)
 
 
-def _train_and_score(p: Tensor, q: Tensor, p_eval: Tensor, q_eval: Tensor, epochs: int,
-                     seed: int) -> float:  # fmt: skip
+def _train_and_score(
+    p: Tensor, q: Tensor, p_eval: Tensor, q_eval: Tensor, epochs: int, seed: int
+) -> float:
     torch.manual_seed(seed)
     n_val = max(len(p) // 5, 1)
     x = torch.cat([p[n_val:], q[n_val:]])
@@ -128,24 +129,46 @@ def _cell(dim: int, m: int, size: Size, seed: int, progress: bool) -> dict[str, 
         net.append(nn_jsd(p, q, p_eval, q_eval, size.epochs, seed + 7919 * t + int(10 * s)))
     r_kde, p_kde = stats.pearsonr(xs, kde)
     r_nn, p_nn = stats.pearsonr(xs, net)
-    curves = {f"{name}_{s:g}": statistics.fmean(v for x, v in zip(xs, vals, strict=True) if x == s)
-              for name, vals in (("kde", kde), ("nn", net)) for s in SEPARATIONS}  # fmt: skip
-    spreads = {f"{name}_sd_{s:g}": statistics.pstdev([v for x, v in zip(xs, vals, strict=True)
-                                                      if x == s])
-               for name, vals in (("kde", kde), ("nn", net)) for s in SEPARATIONS}  # fmt: skip
-    return {"l": dim, "m": m, "h": h, "r_nn": float(r_nn), "p_nn": float(p_nn),
-            "r_kde": float(r_kde), "p_kde": float(p_kde), **curves, **spreads}  # fmt: skip
+    curves = {
+        f"{name}_{s:g}": statistics.fmean(v for x, v in zip(xs, vals, strict=True) if x == s)
+        for name, vals in (("kde", kde), ("nn", net))
+        for s in SEPARATIONS
+    }
+    spreads = {
+        f"{name}_sd_{s:g}": statistics.pstdev([v for x, v in zip(xs, vals, strict=True) if x == s])
+        for name, vals in (("kde", kde), ("nn", net))
+        for s in SEPARATIONS
+    }
+    return {
+        "l": dim,
+        "m": m,
+        "h": h,
+        "r_nn": float(r_nn),
+        "p_nn": float(p_nn),
+        "r_kde": float(r_kde),
+        "p_kde": float(p_kde),
+        **curves,
+        **spreads,
+    }
 
 
 def _plot(rows: list[dict[str, Any]]) -> Any:
     fig, (a, b) = new_figure(2, 5.5)
     focus = next((r for r in rows if (r["l"], r["m"]) == FOCUS), rows[0])
     for name, label in (("kde", "KDE"), ("nn", "NN")):
-        a.errorbar(SEPARATIONS, [focus[f"{name}_{s:g}"] for s in SEPARATIONS],
-                   [focus[f"{name}_sd_{s:g}"] for s in SEPARATIONS], marker="o", capsize=3,
-                   label=label)  # fmt: skip
-    a.set(xlabel="separation s", ylabel="estimated JSD (nats)",
-          title=f"l = {focus['l']}, m = {focus['m']}")  # fmt: skip
+        a.errorbar(
+            SEPARATIONS,
+            [focus[f"{name}_{s:g}"] for s in SEPARATIONS],
+            [focus[f"{name}_sd_{s:g}"] for s in SEPARATIONS],
+            marker="o",
+            capsize=3,
+            label=label,
+        )
+    a.set(
+        xlabel="separation s",
+        ylabel="estimated JSD (nats)",
+        title=f"l = {focus['l']}, m = {focus['m']}",
+    )
     a.legend()
     labels = [f"l={r['l']}\nm={r['m']}" for r in rows]
     pos = torch.arange(len(rows)).tolist()
@@ -164,16 +187,28 @@ def _plot(rows: list[dict[str, Any]]) -> Any:
 def gen_correlation(settings: Settings) -> Outcome:
     """Correlation of the KDE and NN JSD estimates with the separation (see the module)."""
     size = QUICK if settings.quick else FULL
-    rows = [_cell(dim, m, size, settings.seed, settings.progress)
-            for dim in size.dims for m in size.sizes]  # fmt: skip
+    rows = [
+        _cell(dim, m, size, settings.seed, settings.progress)
+        for dim in size.dims
+        for m in size.sizes
+    ]
     kde_wins = sum(r["r_kde"] > r["r_nn"] for r in rows)
-    summary = (f"The KDE estimate correlates more strongly with the separation than the "
-               f"discriminator's in {kde_wins} of {len(rows)} cells (l, m); "
-               + "; ".join(f"l={r['l']} m={r['m']}: r_nn={r['r_nn']:.2f} r_kde={r['r_kde']:.2f}"
-                           for r in rows) + ".")  # fmt: skip
+    summary = (
+        f"The KDE estimate correlates more strongly with the separation than the "
+        f"discriminator's in {kde_wins} of {len(rows)} cells (l, m); "
+        + "; ".join(
+            f"l={r['l']} m={r['m']}: r_nn={r['r_nn']:.2f} r_kde={r['r_kde']:.2f}" for r in rows
+        )
+        + "."
+    )
     table = [{k: r[k] for k in ("l", "m", "h", "r_nn", "p_nn", "r_kde", "p_kde")} for r in rows]
-    meta = {"separations": SEPARATIONS, "trials": size.trials, "kde_higher_cells": kde_wins,
-            "curves": rows}  # fmt: skip
-    files = write_outputs(settings, "GENs Fig. 1: JSD estimates vs separation", table, summary,
-                          meta, _plot(rows))  # fmt: skip
+    meta = {
+        "separations": SEPARATIONS,
+        "trials": size.trials,
+        "kde_higher_cells": kde_wins,
+        "curves": rows,
+    }
+    files = write_outputs(
+        settings, "GENs Fig. 1: JSD estimates vs separation", table, summary, meta, _plot(rows)
+    )
     return Outcome(table, summary, files)

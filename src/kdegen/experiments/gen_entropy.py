@@ -107,12 +107,26 @@ def _row(name: str, values: list[list[float]], sizes: tuple[int, ...]) -> dict[s
 def _plot(rows: list[dict[str, Any]], sizes: tuple[int, ...]) -> Any:
     fig, (ax,) = new_figure(1, 6.0)
     for r in rows:
-        ax.errorbar(sizes, [r[f"H_{n}"] for n in sizes], [r[f"std_{n}"] for n in sizes],
-                    marker="o", capsize=3, label=r["method"])  # fmt: skip
-    ax.axhline(0.5 * LATENT * math.log(2 * math.pi * math.e), ls="--", color="gray",
-               label="N(0, I) analytic")  # fmt: skip
-    ax.set(xscale="log", xlabel="codes n", ylabel="entropy of whitened codes (nats)",
-           title=f"GENs Table 2 (l = {LATENT})")  # fmt: skip
+        ax.errorbar(
+            sizes,
+            [r[f"H_{n}"] for n in sizes],
+            [r[f"std_{n}"] for n in sizes],
+            marker="o",
+            capsize=3,
+            label=r["method"],
+        )
+    ax.axhline(
+        0.5 * LATENT * math.log(2 * math.pi * math.e),
+        ls="--",
+        color="gray",
+        label="N(0, I) analytic",
+    )
+    ax.set(
+        xscale="log",
+        xlabel="codes n",
+        ylabel="entropy of whitened codes (nats)",
+        title=f"GENs Table 2 (l = {LATENT})",
+    )
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -122,20 +136,31 @@ def _plot(rows: list[dict[str, Any]], sizes: tuple[int, ...]) -> Any:
 def _summary(rows: list[dict[str, Any]], sizes: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
     by = {r["method"]: r for r in rows}
     gaps = [abs(by["gen"][f"H_{n}"] - by["standard normal"][f"H_{n}"]) for n in sizes]
-    above = all(by["gen"][f"H_{n}"] > max(by["vae"][f"H_{n}"], by["aae"][f"H_{n}"])
-                for n in sizes)  # fmt: skip
-    findings = {"gen_max_gap_to_normal": max(gaps), "gen_within_0_1_nats": max(gaps) <= CLOSE,
-                "gen_above_vae_and_aae": above}  # fmt: skip
-    text = (f"GEN's whitened codes are within {max(gaps):.3f} nats of N(0, I) samples at every "
-            f"size ({'within' if max(gaps) <= CLOSE else 'beyond'} the paper's 0.1), and "
-            f"{'above' if above else 'not always above'} VAE and AAE; reconstruction MSE "
-            + ", ".join(f"{r['method']} {r['recon_mse']:.4f}" for r in rows if "recon_mse" in r)
-            + " (pixels in [0, 1]).")  # fmt: skip
+    above = all(by["gen"][f"H_{n}"] > max(by["vae"][f"H_{n}"], by["aae"][f"H_{n}"]) for n in sizes)
+    findings = {
+        "gen_max_gap_to_normal": max(gaps),
+        "gen_within_0_1_nats": max(gaps) <= CLOSE,
+        "gen_above_vae_and_aae": above,
+    }
+    text = (
+        f"GEN's whitened codes are within {max(gaps):.3f} nats of N(0, I) samples at every "
+        f"size ({'within' if max(gaps) <= CLOSE else 'beyond'} the paper's 0.1), and "
+        f"{'above' if above else 'not always above'} VAE and AAE; reconstruction MSE "
+        + ", ".join(f"{r['method']} {r['recon_mse']:.4f}" for r in rows if "recon_mse" in r)
+        + " (pixels in [0, 1])."
+    )
     return text, findings
 
 
-def _measure(method: str, config: Any, seed: int, steps: int, data: str,
-             sizes: tuple[int, ...], progress: bool) -> dict[str, Any]:  # fmt: skip
+def _measure(
+    method: str,
+    config: Any,
+    seed: int,
+    steps: int,
+    data: str,
+    sizes: tuple[int, ...],
+    progress: bool,
+) -> dict[str, Any]:
     """Train one model and measure its code entropies and test reconstruction MSE."""
     train, test = load(data, "train"), load(data, "test")
     model = fit_autoencoder(method, config, train.images, None, steps, seed, progress=progress)
@@ -154,29 +179,67 @@ def gen_entropy(settings: Settings) -> Outcome:
     name = settings.data or "mnist5k"
     total = len(load(name, "train")) + len(load(name, "test"))
     sizes = tuple(n for n in size.sizes if n <= total) or (total,)
-    parts = [Part(f"{method}-{settings.seed + k}", _measure,
-                  (method, config, settings.seed + k, size.steps, name, sizes,
-                   settings.progress and settings.jobs == 1),
-                  {"method": method, "config": repr(config), "seed": settings.seed + k,
-                   "steps": size.steps, "data": name, "sizes": sizes})
-             for method, config in CONFIGS.items() for k in range(size.models)]  # fmt: skip
+    parts = [
+        Part(
+            f"{method}-{settings.seed + k}",
+            _measure,
+            (
+                method,
+                config,
+                settings.seed + k,
+                size.steps,
+                name,
+                sizes,
+                settings.progress and settings.jobs == 1,
+            ),
+            {
+                "method": method,
+                "config": repr(config),
+                "seed": settings.seed + k,
+                "steps": size.steps,
+                "data": name,
+                "sizes": sizes,
+            },
+        )
+        for method, config in CONFIGS.items()
+        for k in range(size.models)
+    ]
     results = run_parts(settings, parts, "gen-entropy models")
     rows = []
     for method in CONFIGS:
         mine = [results[f"{method}-{settings.seed + k}"] for k in range(size.models)]
-        rows.append({**_row(method, [r["entropies"] for r in mine], sizes),
-                     "recon_mse": statistics.fmean(r["recon_mse"] for r in mine)})  # fmt: skip
+        rows.append(
+            {
+                **_row(method, [r["entropies"] for r in mine], sizes),
+                "recon_mse": statistics.fmean(r["recon_mse"] for r in mine),
+            }
+        )
     g = torch.Generator().manual_seed(settings.seed)
-    normal = [_entropies(torch.randn(max(sizes), LATENT, generator=g), sizes, settings.seed + k)
-              for k in range(max(size.models, 5))]  # fmt: skip
+    normal = [
+        _entropies(torch.randn(max(sizes), LATENT, generator=g), sizes, settings.seed + k)
+        for k in range(max(size.models, 5))
+    ]
     rows.append(_row("standard normal", normal, sizes))
     summary, findings = _summary(rows, sizes)
-    keys = sorted({k for r in rows for k in r}, key=lambda k: list(rows[0]).index(k)
-                  if k in rows[0] else len(rows[0]))  # fmt: skip
+    keys = sorted(
+        {k for r in rows for k in r},
+        key=lambda k: list(rows[0]).index(k) if k in rows[0] else len(rows[0]),
+    )
     rows = [{k: r.get(k, float("nan")) for k in keys} for r in rows]
-    meta = {"data": name, "latent": LATENT, "models": size.models, "steps": size.steps,
-            "analytic_normal_entropy": 0.5 * LATENT * math.log(2 * math.pi * math.e),
-            **findings}  # fmt: skip
-    files = write_outputs(settings, "GENs Table 2: entropy of whitened latent codes", rows,
-                          summary, meta, _plot(rows, sizes))  # fmt: skip
+    meta = {
+        "data": name,
+        "latent": LATENT,
+        "models": size.models,
+        "steps": size.steps,
+        "analytic_normal_entropy": 0.5 * LATENT * math.log(2 * math.pi * math.e),
+        **findings,
+    }
+    files = write_outputs(
+        settings,
+        "GENs Table 2: entropy of whitened latent codes",
+        rows,
+        summary,
+        meta,
+        _plot(rows, sizes),
+    )
     return Outcome(rows, summary, files)

@@ -50,28 +50,40 @@ def _run(labelled: int, settings: Settings, steps: int) -> tuple[dict[str, Any],
     train, test = load(data, "train"), load(data, "test")
     assert train.labels is not None and test.labels is not None
     config = GENConfig(arch="fc", latent=2, target="mog", modes=MODES, labeled=labelled)
-    model = fit_autoencoder("gen", config, train.images, train.labels, steps, settings.seed,
-                            progress=settings.progress, num_classes=MODES)  # fmt: skip
+    model = fit_autoencoder(
+        "gen",
+        config,
+        train.images,
+        train.labels,
+        steps,
+        settings.seed,
+        progress=settings.progress,
+        num_classes=MODES,
+    )
     codes = model.encode(test.images)
     assert isinstance(model.target, GaussianMixture)
     modes = model.target.responsibilities(codes.double()).argmax(1)
-    row = {"labelled": labelled, "bandwidth": model.config.bandwidth,
-           "own_mode": float((modes == test.labels).double().mean()),
-           "matched_accuracy": matched_accuracy(modes, test.labels, MODES)}  # fmt: skip
+    row = {
+        "labelled": labelled,
+        "bandwidth": model.config.bandwidth,
+        "own_mode": float((modes == test.labels).double().mean()),
+        "matched_accuracy": matched_accuracy(modes, test.labels, MODES),
+    }
     return row, codes
 
 
-def _plot(runs: list[tuple[dict[str, Any], torch.Tensor]], labels: torch.Tensor,
-          means: torch.Tensor) -> Any:  # fmt: skip
+def _plot(
+    runs: list[tuple[dict[str, Any], torch.Tensor]], labels: torch.Tensor, means: torch.Tensor
+) -> Any:
     fig, axes = new_figure(len(runs), 4.5)
     for ax, (row, codes) in zip(axes, runs, strict=True):
-        points = ax.scatter(codes[:, 0], codes[:, 1], c=labels, cmap="tab10", s=4, vmin=-0.5,
-                            vmax=9.5)  # fmt: skip
+        points = ax.scatter(
+            codes[:, 0], codes[:, 1], c=labels, cmap="tab10", s=4, vmin=-0.5, vmax=9.5
+        )
         ax.scatter(means[:, 0], means[:, 1], marker="x", color="black", s=30)
         for k, (x, y) in enumerate(means.tolist()):
             ax.annotate(str(k), (x * 1.15, y * 1.15), ha="center", va="center", fontsize=8)
-        ax.set(title=f"{row['labelled']} labelled: own mode {row['own_mode']:.0%}",
-               aspect="equal")  # fmt: skip
+        ax.set(title=f"{row['labelled']} labelled: own mode {row['own_mode']:.0%}", aspect="equal")
     fig.colorbar(points, ax=axes, ticks=range(10), label="digit")
     return fig
 
@@ -89,12 +101,20 @@ def gen_mog(settings: Settings) -> Outcome:
     runs = [_run(n, settings, size.steps) for n in (0, int(LABELLED_SHARE * len(train)))]
     rows = [row for row, _ in runs]
     unsup, semi = rows
-    summary = (f"Test codes of the GEN with {semi['labelled']} labelled examples sit at their "
-               f"own digit's mode {semi['own_mode']:.1%} of the time (matched accuracy "
-               f"{semi['matched_accuracy']:.1%}); without labels the best matching of modes to "
-               f"digits reaches {unsup['matched_accuracy']:.1%} (chance 10%).")  # fmt: skip
+    summary = (
+        f"Test codes of the GEN with {semi['labelled']} labelled examples sit at their "
+        f"own digit's mode {semi['own_mode']:.1%} of the time (matched accuracy "
+        f"{semi['matched_accuracy']:.1%}); without labels the best matching of modes to "
+        f"digits reaches {unsup['matched_accuracy']:.1%} (chance 10%)."
+    )
     means = GaussianMixture.on_circle(MODES).means.float()
     meta = {"data": data, "steps": size.steps, "modes": MODES}
-    files = write_outputs(settings, "GENs Fig. 3: mixture-of-Gaussians target", rows, summary,
-                          meta, _plot(runs, test.labels, means))  # fmt: skip
+    files = write_outputs(
+        settings,
+        "GENs Fig. 3: mixture-of-Gaussians target",
+        rows,
+        summary,
+        meta,
+        _plot(runs, test.labels, means),
+    )
     return Outcome(rows, summary, files)

@@ -76,20 +76,43 @@ FULL = Size({"mnist5k": (3000, 250), "digits1000": (2000, 100)}, 3)
 QUICK = Size({"digits1000": (600, 100)}, 2)
 
 
-def train_curve(label: str, data: str, steps: int, every: int, seed: int, folder: str,
-                device: str, progress: bool) -> dict[str, Any]:  # fmt: skip
+def train_curve(
+    label: str,
+    data: str,
+    steps: int,
+    every: int,
+    seed: int,
+    folder: str,
+    device: str,
+    progress: bool,
+) -> dict[str, Any]:
     """Train one run with evaluation during training; its curves (a part of run_parts)."""
     name, options = COMPARED[label]
     cls = METHODS.get(name)
-    train = TrainConfig(data=data, steps=steps, batch_size=BATCH, seed=seed, log_every=10,
-                        sample_every=steps, checkpoint_every=steps, keep_checkpoints=0,
-                        device=device, eval_every=every, eval_metrics=METRICS,
-                        eval_n=EVAL_N)  # fmt: skip
+    train = TrainConfig(
+        data=data,
+        steps=steps,
+        batch_size=BATCH,
+        seed=seed,
+        log_every=10,
+        sample_every=steps,
+        checkpoint_every=steps,
+        keep_checkpoints=0,
+        device=device,
+        eval_every=every,
+        eval_metrics=METRICS,
+        eval_n=EVAL_N,
+    )
     config = RunConfig(name, from_dict(cls.Config, options, label), train)
-    run = runs.start(config, folder, force=True,
-                     progress=progress)  # fmt: skip
-    out: dict[str, Any] = {"steps": [], "time": [], "inception_score": [], "fid": [],
-                           "rev_step": [], "rev_steps": []}  # fmt: skip
+    run = runs.start(config, folder, force=True, progress=progress)
+    out: dict[str, Any] = {
+        "steps": [],
+        "time": [],
+        "inception_score": [],
+        "fid": [],
+        "rev_step": [],
+        "rev_steps": [],
+    }
     for record in run.read_metrics():
         if "eval_seconds" in record:
             for key in ("time", "inception_score", "fid"):
@@ -110,9 +133,16 @@ def _parts(settings: Settings, size: Size) -> list[Part]:
                 key = f"{data.split(':')[0]}-{label}-seed{seed}"
                 folder = str(settings.out / "runs" / key)
                 args = (label, data, steps, every, seed, folder, settings.device, False)
-                spec = {"label": label, "options": COMPARED[label][1], "data": data,
-                        "steps": steps, "every": every, "seed": seed, "batch": BATCH,
-                        "eval_n": EVAL_N}  # fmt: skip
+                spec = {
+                    "label": label,
+                    "options": COMPARED[label][1],
+                    "data": data,
+                    "steps": steps,
+                    "every": every,
+                    "seed": seed,
+                    "batch": BATCH,
+                    "eval_n": EVAL_N,
+                }
                 parts.append(Part(key, train_curve, args, spec))
     return parts
 
@@ -141,8 +171,9 @@ def _first_reaching(curve: dict[str, Any], target: float) -> tuple[int | None, f
     return None, None
 
 
-def _rows(curves: dict[tuple[str, str], list[dict[str, Any]]],
-          real: dict[str, float]) -> list[dict[str, Any]]:  # fmt: skip
+def _rows(
+    curves: dict[tuple[str, str], list[dict[str, Any]]], real: dict[str, float]
+) -> list[dict[str, Any]]:
     rows = []
     for data in dict.fromkeys(d for d, _ in curves):
         gan_final = statistics.fmean(c["inception_score"][-1] for c in curves[(data, "gan")])
@@ -162,10 +193,22 @@ def _rows(curves: dict[tuple[str, str], list[dict[str, Any]]],
             row["steps_to_gan_final"] = "/".join(str(s) if s else "-" for s, _ in reached)
             row["seconds_to_gan_final"] = "/".join(f"{t:.0f}" if t else "-" for _, t in reached)
             rows.append(row)
-        rows.append({"data": data, "method": "real images", "seeds": 0,
-                     "is_q1": "", "is_q2": "", "is_q3": "", "is_end": f"{real[data]:.4g}",
-                     "fid_end": None, "s_per_step": None, "rev_steps_per_it": None,
-                     "steps_to_gan_final": "", "seconds_to_gan_final": ""})  # fmt: skip
+        rows.append(
+            {
+                "data": data,
+                "method": "real images",
+                "seeds": 0,
+                "is_q1": "",
+                "is_q2": "",
+                "is_q3": "",
+                "is_end": f"{real[data]:.4g}",
+                "fid_end": None,
+                "s_per_step": None,
+                "rev_steps_per_it": None,
+                "steps_to_gan_final": "",
+                "seconds_to_gan_final": "",
+            }
+        )
     return rows
 
 
@@ -176,15 +219,24 @@ def _claim(curves: dict[tuple[str, str], list[dict[str, Any]]]) -> tuple[str, di
         gan, kde = curves[(data, "gan")], curves[(data, "kdegan")]
         steps = gan[0]["steps"]
         late = [s for s in steps if s >= steps[-1] / 4]
-        ahead = [s for s in late if statistics.fmean(_at(c, s) for c in kde)
-                 >= statistics.fmean(_at(c, s) for c in gan)]  # fmt: skip
+        ahead = [
+            s
+            for s in late
+            if statistics.fmean(_at(c, s) for c in kde) >= statistics.fmean(_at(c, s) for c in gan)
+        ]
         paper = curves[(data, "kdegan-paper")]
-        paper_ahead = [s for s in late if statistics.fmean(_at(c, s) for c in paper)
-                       >= statistics.fmean(_at(c, s) for c in gan)]  # fmt: skip
+        paper_ahead = [
+            s
+            for s in late
+            if statistics.fmean(_at(c, s) for c in paper)
+            >= statistics.fmean(_at(c, s) for c in gan)
+        ]
         holds = len(ahead) == len(late)
-        findings[data] = {"kdegan_at_least_gan": f"{len(ahead)}/{len(late)}",
-                          "paper_at_least_gan": f"{len(paper_ahead)}/{len(late)}",
-                          "holds": holds}  # fmt: skip
+        findings[data] = {
+            "kdegan_at_least_gan": f"{len(ahead)}/{len(late)}",
+            "paper_at_least_gan": f"{len(paper_ahead)}/{len(late)}",
+            "holds": holds,
+        }
         texts.append(
             f"{data}: kdegan's mean Inception Score is at least gan's at {len(ahead)} of the "
             f"{len(late)} evaluations from a quarter of training on "
@@ -211,8 +263,9 @@ def _plot(curves: dict[tuple[str, str], list[dict[str, Any]]], real: dict[str, f
     import matplotlib.pyplot as plt
 
     datasets = list(dict.fromkeys(d for d, _ in curves))
-    fig, axes = plt.subplots(len(datasets), 3, figsize=(15, 3.8 * len(datasets)), dpi=100,
-                             squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        len(datasets), 3, figsize=(15, 3.8 * len(datasets)), dpi=100, squeeze=False
+    )
     for row, data in zip(axes, datasets, strict=True):
         for label in COMPARED:
             runs_ = curves[(data, label)]
@@ -223,16 +276,27 @@ def _plot(curves: dict[tuple[str, str], list[dict[str, Any]]], real: dict[str, f
             times = [statistics.fmean(c["time"][i] for c in runs_) for i in range(len(steps))]
             for ax, x in ((row[0], steps), (row[1], times)):
                 (line,) = ax.plot(x, mean, label=label)
-                ax.fill_between(x, [m - s for m, s in zip(mean, sd, strict=True)],
-                                [m + s for m, s in zip(mean, sd, strict=True)],
-                                color=line.get_color(), alpha=0.2, lw=0)  # fmt: skip
+                ax.fill_between(
+                    x,
+                    [m - s for m, s in zip(mean, sd, strict=True)],
+                    [m + s for m, s in zip(mean, sd, strict=True)],
+                    color=line.get_color(),
+                    alpha=0.2,
+                    lw=0,
+                )
             if runs_[0]["rev_steps"]:
-                row[2].plot(runs_[0]["rev_step"],
-                            [statistics.fmean(v) for v in zip(*(c["rev_steps"] for c in runs_),
-                                                              strict=True)],
-                            label=label, color=line.get_color())  # fmt: skip
-        for ax, xlabel in zip(row, ("training step", "training time (s)", "training step"),
-                              strict=True):  # fmt: skip
+                row[2].plot(
+                    runs_[0]["rev_step"],
+                    [
+                        statistics.fmean(v)
+                        for v in zip(*(c["rev_steps"] for c in runs_), strict=True)
+                    ],
+                    label=label,
+                    color=line.get_color(),
+                )
+        for ax, xlabel in zip(
+            row, ("training step", "training time (s)", "training step"), strict=True
+        ):
             ax.set_xlabel(xlabel)
             ax.grid(alpha=0.3)
         for ax in row[:2]:
@@ -245,8 +309,10 @@ def _plot(curves: dict[tuple[str, str], list[dict[str, Any]]], real: dict[str, f
     return fig
 
 
-@experiment("learning-speed", "Generator Reversal Fig. 5: Inception Score over training, "
-            "gan vs kdegan vs the paper's scheme")  # fmt: skip
+@experiment(
+    "learning-speed",
+    "Generator Reversal Fig. 5: Inception Score over training, gan vs kdegan vs the paper's scheme",
+)
 def learning_speed(settings: Settings) -> Outcome:
     """Train gan, kdegan and kdegan --preset paper with evaluation during training."""
     size = QUICK if settings.quick else FULL
@@ -257,10 +323,22 @@ def learning_speed(settings: Settings) -> Outcome:
         curves.setdefault((p.spec["data"], p.spec["label"]), []).append(results[p.key])
     real = _real_scores(list(dict.fromkeys(d for d, _ in curves)), settings)
     summary, findings = _claim(curves)
-    meta = {"schedule": _schedule(settings, size), "seeds": size.seeds, "batch_size": BATCH,
-            "eval_n": EVAL_N, "methods": {k: {"method": m, **o} for k, (m, o) in COMPARED.items()},
-            "real_inception_score": real, "findings": findings,
-            "curves": {f"{d}/{lab}": c for (d, lab), c in curves.items()}}  # fmt: skip
-    files = write_outputs(settings, "Learning speed (Generator Reversal Fig. 5)",
-                          _rows(curves, real), summary, meta, _plot(curves, real))  # fmt: skip
+    meta = {
+        "schedule": _schedule(settings, size),
+        "seeds": size.seeds,
+        "batch_size": BATCH,
+        "eval_n": EVAL_N,
+        "methods": {k: {"method": m, **o} for k, (m, o) in COMPARED.items()},
+        "real_inception_score": real,
+        "findings": findings,
+        "curves": {f"{d}/{lab}": c for (d, lab), c in curves.items()},
+    }
+    files = write_outputs(
+        settings,
+        "Learning speed (Generator Reversal Fig. 5)",
+        _rows(curves, real),
+        summary,
+        meta,
+        _plot(curves, real),
+    )
     return Outcome(_rows(curves, real), summary, files)

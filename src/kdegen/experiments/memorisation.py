@@ -64,9 +64,16 @@ WIDER = (2.0, 4.0)  # KDE bandwidth multipliers of the trade-off rows
 
 def _train(name: str, data: str, size: Size, settings: Settings) -> Any:
     cls = METHODS.get(name)
-    train = TrainConfig(data=data, steps=size.steps, batch_size=64, seed=settings.seed,
-                        sample_every=size.steps, checkpoint_every=size.steps,
-                        keep_checkpoints=0, device=settings.device)  # fmt: skip
+    train = TrainConfig(
+        data=data,
+        steps=size.steps,
+        batch_size=64,
+        seed=settings.seed,
+        sample_every=size.steps,
+        checkpoint_every=size.steps,
+        keep_checkpoints=0,
+        device=settings.device,
+    )
     config = RunConfig(name, cls.Config(lr_decay="linear"), train)
     folder = settings.out / "runs" / name
     try:
@@ -89,8 +96,11 @@ def _draw(G: torch.nn.Module, prior: Any, n: int, seed: int) -> torch.Tensor:
         return torch.cat([G(prior.sample(m, g)) for m in sizes(n, 500)])
 
 
-@experiment("memorisation", "Generator Reversal Table 1: nearest-neighbour distance of "
-            "samples to the training set, gan vs kdegan")  # fmt: skip
+@experiment(
+    "memorisation",
+    "Generator Reversal Table 1: nearest-neighbour distance of "
+    "samples to the training set, gan vs kdegan",
+)
 def memorisation(settings: Settings) -> Outcome:
     """Train gan and kdegan; distance of their samples and of test images to the training set."""
     size = QUICK if settings.quick else FULL
@@ -120,41 +130,75 @@ def memorisation(settings: Settings) -> Outcome:
         r = found[label]
         probs = embed_all(embedding, images.cpu()).probs
         assert probs is not None  # the classifier embedding classifies
-        rows.append({"samples": label, "n": len(images), "mean_distance": r.mean / 2,
-                     "std": r.std / 2, "median": float(r.distances.median()) / 2,
-                     "closer_than_95pct_test": float((r.distances < close).double().mean()),
-                     "inception_score": inception_score(probs).mean})  # fmt: skip
-    rows.append({"samples": "paper: normal", "n": None, "mean_distance": PAPER["normal"][0],
-                 "std": PAPER["normal"][1], "median": None, "closer_than_95pct_test": None,
-                 "inception_score": None})  # fmt: skip
-    rows.append({"samples": "paper: kde", "n": None, "mean_distance": PAPER["kde"][0],
-                 "std": PAPER["kde"][1], "median": None, "closer_than_95pct_test": None,
-                 "inception_score": None})  # fmt: skip
-    save_nearest_pairs(sets["kdegan, its KDE"].cpu(), train.images, found["kdegan, its KDE"],
-                       settings.out / "closest.png")  # fmt: skip
+        rows.append(
+            {
+                "samples": label,
+                "n": len(images),
+                "mean_distance": r.mean / 2,
+                "std": r.std / 2,
+                "median": float(r.distances.median()) / 2,
+                "closer_than_95pct_test": float((r.distances < close).double().mean()),
+                "inception_score": inception_score(probs).mean,
+            }
+        )
+    rows.append(
+        {
+            "samples": "paper: normal",
+            "n": None,
+            "mean_distance": PAPER["normal"][0],
+            "std": PAPER["normal"][1],
+            "median": None,
+            "closer_than_95pct_test": None,
+            "inception_score": None,
+        }
+    )
+    rows.append(
+        {
+            "samples": "paper: kde",
+            "n": None,
+            "mean_distance": PAPER["kde"][0],
+            "std": PAPER["kde"][1],
+            "median": None,
+            "closer_than_95pct_test": None,
+            "inception_score": None,
+        }
+    )
+    save_nearest_pairs(
+        sets["kdegan, its KDE"].cpu(),
+        train.images,
+        found["kdegan, its KDE"],
+        settings.out / "closest.png",
+    )
     ours = {label: r.mean / 2 for label, r in found.items()}
     summary = (
         f"Mean distance to the nearest of {len(train)} training images ([0, 1] pixels): "
         + ", ".join(f"{k} {v:.2f}" for k, v in ours.items())
         + f" (paper, MNIST: normal {PAPER['normal'][0]}, kde {PAPER['kde'][0]}). KDE samples "
-        + ("lie closer to the training set than test images do: they copy more than unseen "
-           "data would." if ours["kdegan, its KDE"] < ours["test images"] else
-           "lie no closer to the training set than test images do: no sign of copying.")
+        + (
+            "lie closer to the training set than test images do: they copy more than unseen "
+            "data would."
+            if ours["kdegan, its KDE"] < ours["test images"]
+            else "lie no closer to the training set than test images do: no sign of copying."
+        )
         + " Closer than 95% of test images: "
-        + ", ".join(f"{r['samples']} {r['closer_than_95pct_test']:.0%}" for r in rows
-                    if r["n"] is not None and r["samples"] != "test images")
+        + ", ".join(
+            f"{r['samples']} {r['closer_than_95pct_test']:.0%}"
+            for r in rows
+            if r["n"] is not None and r["samples"] != "test images"
+        )
         + "; Inception Score: "
-        + ", ".join(f"{r['samples']} {r['inception_score']:.2f}" for r in rows
-                    if r["n"] is not None)
+        + ", ".join(
+            f"{r['samples']} {r['inception_score']:.2f}" for r in rows if r["n"] is not None
+        )
         + "."
-    )  # fmt: skip
+    )
     fig, (ax,) = new_figure(1, 7)
     for label, r in found.items():
         ax.hist((r.distances / 2).numpy(), bins=40, histtype="step", density=True, label=label)
     ax.set(xlabel="distance to the nearest training image ([0, 1] pixels)", ylabel="density")
     ax.legend(fontsize=8)
-    meta = {"data": data, "steps": size.steps, "samples": size.samples,
-            "train_size": len(train)}  # fmt: skip
-    files = write_outputs(settings, "Memorisation (Generator Reversal Table 1)", rows, summary,
-                          meta, fig)  # fmt: skip
+    meta = {"data": data, "steps": size.steps, "samples": size.samples, "train_size": len(train)}
+    files = write_outputs(
+        settings, "Memorisation (Generator Reversal Table 1)", rows, summary, meta, fig
+    )
     return Outcome(rows, summary, [*files, settings.out / "closest.png"])

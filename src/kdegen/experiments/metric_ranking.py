@@ -79,21 +79,34 @@ def _scores(gen: Any, test: Any, gen_px: Tensor, test_px: Tensor) -> dict[str, f
     }
 
 
-HIGHER_IS_BETTER = {"ddm_nats": False, "inception_score": True, "fid": False, "kid": False,
-                    "parzen_nats": True}  # fmt: skip
+HIGHER_IS_BETTER = {
+    "ddm_nats": False,
+    "inception_score": True,
+    "fid": False,
+    "kid": False,
+    "parzen_nats": True,
+}
 
 
 def _train_to(model: str, data: str, step: int, settings: Settings, seed: int) -> Tensor:
     """Train (or continue) the run of ``model`` to ``step``; return its samples."""
     out = settings.out / "runs" / model
-    cfg = TrainConfig(data=data, steps=step, seed=seed, log_every=10, sample_every=step,
-                      checkpoint_every=step, keep_checkpoints=0,
-                      device=settings.device)  # fmt: skip
+    cfg = TrainConfig(
+        data=data,
+        steps=step,
+        seed=seed,
+        log_every=10,
+        sample_every=step,
+        checkpoint_every=step,
+        keep_checkpoints=0,
+        device=settings.device,
+    )
     if (out / "config.json").is_file() and runs.load_run(out, "cpu").step < step:
         runs.resume(out, progress=settings.progress, steps=step)
     else:
-        runs.start(RunConfig("gan", MODELS[model], cfg), out, force=True,
-                   progress=settings.progress)  # fmt: skip
+        runs.start(
+            RunConfig("gan", MODELS[model], cfg), out, force=True, progress=settings.progress
+        )
     loaded = runs.load_run(out, settings.device)
     rng = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
@@ -102,11 +115,15 @@ def _train_to(model: str, data: str, step: int, settings: Settings, seed: int) -
 
 def _ranking(rows: list[dict[str, Any]], last: int) -> tuple[dict[str, list[str]], str]:
     final = {r["model"]: r for r in rows if r["step"] == last}
-    orders = {m: sorted(final, key=lambda k: final[k][m], reverse=HIGHER_IS_BETTER[m])
-              for m in HIGHER_IS_BETTER}  # fmt: skip
+    orders = {
+        m: sorted(final, key=lambda k: final[k][m], reverse=HIGHER_IS_BETTER[m])
+        for m in HIGHER_IS_BETTER
+    }
     right = [BASELINE, "gan", "weak"]
-    verdict = "; ".join(f"{m}: {' > '.join(o)}{'' if o == right else ' (not the expected order)'}"
-                        for m, o in orders.items())  # fmt: skip
+    verdict = "; ".join(
+        f"{m}: {' > '.join(o)}{'' if o == right else ' (not the expected order)'}"
+        for m, o in orders.items()
+    )
     return orders, f"Ranking at step {last}, best first - {verdict}."
 
 
@@ -115,8 +132,13 @@ def _plot(rows: list[dict[str, Any]]) -> Any:
     for ax, metric in zip(axes, HIGHER_IS_BETTER, strict=True):
         for model in [*MODELS, BASELINE]:
             mine = [r for r in rows if r["model"] == model]
-            ax.plot([r["step"] for r in mine], [r[metric] for r in mine], marker="o", label=model,
-                    ls="--" if model == BASELINE else "-")  # fmt: skip
+            ax.plot(
+                [r["step"] for r in mine],
+                [r[metric] for r in mine],
+                marker="o",
+                label=model,
+                ls="--" if model == BASELINE else "-",
+            )
         better = "higher" if HIGHER_IS_BETTER[metric] else "lower"
         ax.set(title=f"{metric} ({better} is better)", xlabel="training step")
         ax.grid(alpha=0.3)
@@ -142,9 +164,14 @@ def metric_ranking(settings: Settings) -> Outcome:
             rows.append({"model": model, "step": step, **scores})
         rows.append({"model": BASELINE, "step": step, **baseline})
     orders, summary = _ranking(rows, size.steps[-1])
-    meta = {"data": data, "samples": size.samples, "final_orders": orders,
-            "weakened": "d_norm=none (discriminator without batch norm; G keeps it)",
-            "embedding": embedding.describe()}  # fmt: skip
-    files = write_outputs(settings, "Metric ranking over training (thesis 3.4.2)", rows,
-                          summary, meta, _plot(rows))  # fmt: skip
+    meta = {
+        "data": data,
+        "samples": size.samples,
+        "final_orders": orders,
+        "weakened": "d_norm=none (discriminator without batch norm; G keeps it)",
+        "embedding": embedding.describe(),
+    }
+    files = write_outputs(
+        settings, "Metric ranking over training (thesis 3.4.2)", rows, summary, meta, _plot(rows)
+    )
     return Outcome(rows, summary, files)

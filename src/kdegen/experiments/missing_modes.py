@@ -73,8 +73,7 @@ def _plot(rows: list[dict[str, Any]], test_is: float) -> Any:
     ns = [r["n"] for r in rows]
     a.errorbar(ns, [r["ddm_nats"] for r in rows], [r["ddm_spread"] for r in rows], marker="o")
     a.set(xscale="log", xlabel="distinct images n", ylabel="DDM (nats, lower is better)")
-    b.errorbar(ns, [r["inception_score"] for r in rows], [r["is_spread"] for r in rows],
-               marker="o")  # fmt: skip
+    b.errorbar(ns, [r["inception_score"] for r in rows], [r["is_spread"] for r in rows], marker="o")
     b.axhline(test_is, color="tab:orange", ls="--", label="test set")
     b.set(xscale="log", xlabel="distinct images n", ylabel="Inception Score")
     b.legend()
@@ -94,18 +93,33 @@ def missing_modes(settings: Settings) -> Outcome:
     sizes = sorted({min(n, len(train.features)) for n in SIZES})
     rows = []
     for n in sizes:
-        runs = [_scores(train, test.features, n, settings.seed + r)
-                for r in range(REPEATS[settings.quick])]  # fmt: skip
+        runs = [
+            _scores(train, test.features, n, settings.seed + r)
+            for r in range(REPEATS[settings.quick])
+        ]
         d, s = [v[0] for v in runs], [v[1] for v in runs]
-        rows.append({"n": n, "repeat_factor": len(train.features) / n,
-                     "ddm_nats": statistics.fmean(d), "ddm_bits": statistics.fmean(d) / math.log(2),
-                     "ddm_spread": statistics.pstdev(d), "inception_score": statistics.fmean(s),
-                     "is_spread": statistics.pstdev(s)})  # fmt: skip
+        rows.append(
+            {
+                "n": n,
+                "repeat_factor": len(train.features) / n,
+                "ddm_nats": statistics.fmean(d),
+                "ddm_bits": statistics.fmean(d) / math.log(2),
+                "ddm_spread": statistics.pstdev(d),
+                "inception_score": statistics.fmean(s),
+                "is_spread": statistics.pstdev(s),
+            }
+        )
     assert test.probs is not None and train.probs is not None
     test_is = inception_score(test.probs).mean
     summary, findings = _summary(rows, test_is)
-    meta = {"data": data, "repeats": REPEATS[settings.quick], "test_inception_score": test_is,
-            "embedding": embedding.describe(), **findings}  # fmt: skip
-    files = write_outputs(settings, "Missing modes (thesis Fig. 3.7)", rows, summary, meta,
-                          _plot(rows, test_is))  # fmt: skip
+    meta = {
+        "data": data,
+        "repeats": REPEATS[settings.quick],
+        "test_inception_score": test_is,
+        "embedding": embedding.describe(),
+        **findings,
+    }
+    files = write_outputs(
+        settings, "Missing modes (thesis Fig. 3.7)", rows, summary, meta, _plot(rows, test_is)
+    )
     return Outcome(rows, summary, files)

@@ -59,14 +59,16 @@ SOLID = 10  # high-quality samples of a "solidly" covered mode (a tenth of grid2
 # label -> (method, options beyond the shared ones)
 METHOD_OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "gan": ("gan", {}),
-    "wgan-gp": ("gan", {"objective": "wgan-gp", "n_critic": 3, "gp_weight": 1.0,
-                        "lr_g": 2e-3, "beta2": 0.9}),
+    "wgan-gp": (
+        "gan",
+        {"objective": "wgan-gp", "n_critic": 3, "gp_weight": 1.0, "lr_g": 2e-3, "beta2": 0.9},
+    ),
     "unrolled": ("unrolled", {"unroll_steps": 5}),
     "pacgan2": ("pacgan", {"pack": 2}),
     "minibatch": ("gan", {"minibatch_discrimination": 5, "minibatch_dim": 3}),
     "bigan": ("bigan", {}),
     "kdegan": ("kdegan", {}),
-}  # fmt: skip
+}
 SHARED: dict[str, Any] = {"hidden": 128, "layers": 3, "lr_decay": "linear"}
 
 
@@ -78,8 +80,7 @@ class Size:
     steps: dict[str, int]
 
 
-SIZES = {False: Size(3, {"ring8": 3000, "grid25": 6000}),
-         True: Size(1, {"ring8": 1000})}  # fmt: skip
+SIZES = {False: Size(3, {"ring8": 3000, "grid25": 6000}), True: Size(1, {"ring8": 1000})}
 
 
 @contextmanager
@@ -102,15 +103,24 @@ def _datasets(settings: Settings) -> list[str]:
     return [settings.data]
 
 
-def train_and_count(data: str, label: str, seed: int, steps: int, folder: str, device: str,
-                    keep_samples: bool) -> dict[str, Any]:  # fmt: skip
+def train_and_count(
+    data: str, label: str, seed: int, steps: int, folder: str, device: str, keep_samples: bool
+) -> dict[str, Any]:
     """Train one method on one mixture and count its modes (a part of run_parts)."""
     start = time.perf_counter()
     name, extra = METHOD_OPTIONS[label]
     cls = METHODS.get(name)
-    train = TrainConfig(data=data, steps=steps, batch_size=BATCH, seed=seed, log_every=100,
-                        sample_every=steps, checkpoint_every=steps, keep_checkpoints=0,
-                        device=device)  # fmt: skip
+    train = TrainConfig(
+        data=data,
+        steps=steps,
+        batch_size=BATCH,
+        seed=seed,
+        log_every=100,
+        sample_every=steps,
+        checkpoint_every=steps,
+        keep_checkpoints=0,
+        device=device,
+    )
     config = RunConfig(name, from_dict(cls.Config, {**SHARED, **extra}, name), train)
     run = runs.start(config, folder, force=True, progress=False)
     method = runs.load_run(run.path, "cpu").method
@@ -119,11 +129,16 @@ def train_and_count(data: str, label: str, seed: int, steps: int, folder: str, d
     assert mixture.centres is not None and mixture.std is not None
     count = mode_count(samples, mixture.centres, mixture.std)
     result: dict[str, Any] = {
-        "data": data, "method": label, "seed": seed, "modes": count.modes_hit,
-        "of": count.modes, f"modes_{SOLID}hq": int((count.counts >= SOLID).sum()),
-        "high_quality": count.high_quality, "kl_to_uniform": count.kl_to_uniform,
+        "data": data,
+        "method": label,
+        "seed": seed,
+        "modes": count.modes_hit,
+        "of": count.modes,
+        f"modes_{SOLID}hq": int((count.counts >= SOLID).sum()),
+        "high_quality": count.high_quality,
+        "kl_to_uniform": count.kl_to_uniform,
         "seconds": time.perf_counter() - start,
-    }  # fmt: skip
+    }
     if keep_samples:
         result["samples"] = [[round(float(v), 4) for v in row] for row in samples.tolist()]
     return result
@@ -133,14 +148,18 @@ def _row(data: str, label: str, results: list[dict[str, Any]]) -> dict[str, Any]
     modes = [r["modes"] for r in results]
     n_modes = results[0]["of"]
     return {
-        "data": data, "method": label, "seeds": len(results),
-        "modes_mean": statistics.fmean(modes), "modes_min": min(modes), "modes_max": max(modes),
+        "data": data,
+        "method": label,
+        "seeds": len(results),
+        "modes_mean": statistics.fmean(modes),
+        "modes_min": min(modes),
+        "modes_max": max(modes),
         "all_modes": f"{sum(m == n_modes for m in modes)}/{len(modes)}",
         f"modes_{SOLID}hq": statistics.fmean(r[f"modes_{SOLID}hq"] for r in results),
         "high_quality": statistics.fmean(r["high_quality"] for r in results),
         "kl_to_uniform": statistics.fmean(r["kl_to_uniform"] for r in results),
         "seconds": statistics.fmean(r["seconds"] for r in results),
-    }  # fmt: skip
+    }
 
 
 def _summary(rows: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
@@ -158,8 +177,11 @@ def _summary(rows: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
     seeds = pac["seeds"]
     pac_all, gan_all = (int(r["all_modes"].split("/")[0]) for r in (pac, gan))
     reproduced = pac_all == seeds and gan_all < seeds
-    findings = {"pacgan2_all_25_seeds": pac_all, "gan_all_25_seeds": gan_all,
-                "pacgan_claim_reproduced": reproduced}  # fmt: skip
+    findings = {
+        "pacgan2_all_25_seeds": pac_all,
+        "gan_all_25_seeds": gan_all,
+        "pacgan_claim_reproduced": reproduced,
+    }
     text += (
         f" On grid25 PacGAN2 covered all 25 modes in {pac_all}/{seeds} seeds "
         f"(mean {pac['modes_mean']:.3g}, {pac[solid]:.3g} with {SOLID}+ samples, "
@@ -220,7 +242,7 @@ def mode_collapse(settings: Settings) -> Outcome:
                     "samples": SAMPLES,
                 }
                 args = (data, label, seed, steps, folder, settings.device, k == 0)
-                parts.append(Part(key, train_and_count, args, spec))  # fmt: skip
+                parts.append(Part(key, train_and_count, args, spec))
     with _one_thread():
         results = run_parts(settings, parts, "mode-collapse")
     grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -233,9 +255,16 @@ def mode_collapse(settings: Settings) -> Outcome:
     rows = [_row(data, label, found) for (data, label), found in grouped.items()]
     details = [r for found in grouped.values() for r in found]
     summary, findings = _summary(rows)
-    meta = {"samples": SAMPLES, "batch_size": BATCH, "steps": size.steps, "shared": SHARED,
-            "methods": {k: {"method": m, **o} for k, (m, o) in METHOD_OPTIONS.items()},
-            "runs": details, **findings}  # fmt: skip
-    files = write_outputs(settings, "Mode collapse on ring8 and grid25", rows, summary, meta,
-                          _plot(shown, mixtures))  # fmt: skip
+    meta = {
+        "samples": SAMPLES,
+        "batch_size": BATCH,
+        "steps": size.steps,
+        "shared": SHARED,
+        "methods": {k: {"method": m, **o} for k, (m, o) in METHOD_OPTIONS.items()},
+        "runs": details,
+        **findings,
+    }
+    files = write_outputs(
+        settings, "Mode collapse on ring8 and grid25", rows, summary, meta, _plot(shown, mixtures)
+    )
     return Outcome(rows, summary, files)

@@ -94,19 +94,28 @@ def _figures(images: Any, embedding: Any) -> dict[str, Any]:
     out = embedding.embed(images, 500)
     modes = digit_mode_count(out.digits)
     score = inception_score(out.probs)
-    return {"inception_score": score.mean, "is_std": score.std, "modes": modes.distinct,
-            "kl_to_uniform": modes.kl_to_uniform}  # fmt: skip
+    return {
+        "inception_score": score.mean,
+        "is_std": score.std,
+        "modes": modes.distinct,
+        "kl_to_uniform": modes.kl_to_uniform,
+    }
 
 
 def _score(method: Method, embedding: Any, n: int, seed: int) -> tuple[dict[str, Any], Any]:
     with torch.no_grad():
-        x = torch.cat([method.sample(min(1000, n - i), torch.Generator().manual_seed(seed + i))
-                       for i in range(0, n, 1000)]).cpu()  # fmt: skip
+        x = torch.cat(
+            [
+                method.sample(min(1000, n - i), torch.Generator().manual_seed(seed + i))
+                for i in range(0, n, 1000)
+            ]
+        ).cpu()
     return _figures(x, embedding), x
 
 
-def _method_rows(name: str, settings: Settings, size: Size, embedding: Any,
-                 data: dict[str, Any], base: str) -> list[dict[str, Any]]:  # fmt: skip
+def _method_rows(
+    name: str, settings: Settings, size: Size, embedding: Any, data: dict[str, Any], base: str
+) -> list[dict[str, Any]]:
     seed, p = settings.seed, settings.progress
     first = _build(name, data["restricted"], size.width, seed)
     _train(first, data["restricted"], size.steps, seed, f"{name} 6-9", p)
@@ -172,13 +181,17 @@ def _summary(rows: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
             untrained.append(name)
             continue
         ratio[name] = by["after restriction"]["inception_score"] / full
-    text = ("Inception Score after the restricted phase and continued training, as a share of "
-            "the same method trained on the full set from the start: "
-            + (", ".join(f"{k} {v:.0%}" for k, v in ratio.items()) or "none comparable")
-            + " (paper: gan 79%, bigan 75%, kdegan 99%)")  # fmt: skip
+    text = (
+        "Inception Score after the restricted phase and continued training, as a share of "
+        "the same method trained on the full set from the start: "
+        + (", ".join(f"{k} {v:.0%}" for k, v in ratio.items()) or "none comparable")
+        + " (paper: gan 79%, bigan 75%, kdegan 99%)"
+    )
     if untrained:
-        text += (f"; {', '.join(untrained)} had not learned yet (full-data Inception Score "
-                 f"below {LEARNED}: train longer)")  # fmt: skip
+        text += (
+            f"; {', '.join(untrained)} had not learned yet (full-data Inception Score "
+            f"below {LEARNED}: train longer)"
+        )
     best = max(ratio, key=lambda k: ratio[k]) if ratio else None
     text += f"; best recovery: {best}." if best else "."
     return text, {"recovery_ratio": ratio, "best_recovery": best, "not_learned": untrained}
@@ -189,19 +202,36 @@ def mode_recovery(settings: Settings) -> Outcome:
     """Train on digits 6-9, continue on all numbers, compare with full training (module doc)."""
     size = QUICK if settings.quick else FULL
     base = _base(settings, size)
-    data = {"restricted": load(RESTRICTED.format(base), "train"),
-            "full": load(FULL_DATA.format(base), "train")}  # fmt: skip
+    data = {
+        "restricted": load(RESTRICTED.format(base), "train"),
+        "full": load(FULL_DATA.format(base), "train"),
+    }
     ref = Reference(base, load(FULL_DATA.format(base), "test"), data["full"])
-    embed_settings = EmbedSettings("logits", 500, torch.device("cpu"), settings.progress,
-                                   size.classifier)  # fmt: skip
+    embed_settings = EmbedSettings(
+        "logits", 500, torch.device("cpu"), settings.progress, size.classifier
+    )
     embedding = classifier_embedding(ref, embed_settings)
-    rows = [row for name in METHODS_COMPARED
-            for row in _method_rows(name, settings, size, embedding, data, base)]  # fmt: skip
+    rows = [
+        row
+        for name in METHODS_COMPARED
+        for row in _method_rows(name, settings, size, embedding, data, base)
+    ]
     summary, findings = _summary(rows)
     rows.append(_real_row(data["full"], embedding, size.samples))
-    meta = {"data": base, "steps_per_phase": size.steps, "samples": size.samples,
-            "width": size.width, "classifier_accuracy": embedding.describe().get("accuracy"),
-            **findings}  # fmt: skip
-    files = write_outputs(settings, "Recovery of dropped modes (Generator Reversal Table 2)",
-                          rows, summary, meta, _plot(rows, base))  # fmt: skip
+    meta = {
+        "data": base,
+        "steps_per_phase": size.steps,
+        "samples": size.samples,
+        "width": size.width,
+        "classifier_accuracy": embedding.describe().get("accuracy"),
+        **findings,
+    }
+    files = write_outputs(
+        settings,
+        "Recovery of dropped modes (Generator Reversal Table 2)",
+        rows,
+        summary,
+        meta,
+        _plot(rows, base),
+    )
     return Outcome(rows, summary, files)

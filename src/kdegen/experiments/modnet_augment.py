@@ -78,12 +78,23 @@ PLANS = {False: Size(1500, 16, 64, 600, 3), True: Size(600, 8, 32, 150, 1)}
 def train_modnet(data: str, size: Size, settings: Settings) -> ModNet:
     """Train the shared-variant ModNet into ``OUT/runs/modnet`` and load it."""
     out = settings.out / "runs" / "modnet"
-    cfg = TrainConfig(data=data, steps=size.modnet_steps, batch_size=size.batch_size,
-                      seed=settings.seed, log_every=25, sample_every=size.modnet_steps,
-                      checkpoint_every=size.modnet_steps, keep_checkpoints=0,
-                      device=settings.device)  # fmt: skip
-    runs.start(RunConfig("modnet", ModNetConfig(width=size.width), cfg), out, force=True,
-               progress=settings.progress)  # fmt: skip
+    cfg = TrainConfig(
+        data=data,
+        steps=size.modnet_steps,
+        batch_size=size.batch_size,
+        seed=settings.seed,
+        log_every=25,
+        sample_every=size.modnet_steps,
+        checkpoint_every=size.modnet_steps,
+        keep_checkpoints=0,
+        device=settings.device,
+    )
+    runs.start(
+        RunConfig("modnet", ModNetConfig(width=size.width), cfg),
+        out,
+        force=True,
+        progress=settings.progress,
+    )
     method = runs.load_run(out, settings.device).method
     assert isinstance(method, ModNet)
     return method
@@ -98,8 +109,9 @@ def relabelled(modnet: ModNet, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     return generated.cpu(), targets.flatten()
 
 
-def classifier_accuracy(x: Tensor, y: Tensor, test: ImageData, classes: int, steps: int, seed: int,
-                  device: torch.device) -> float:  # fmt: skip
+def classifier_accuracy(
+    x: Tensor, y: Tensor, test: ImageData, classes: int, steps: int, seed: int, device: torch.device
+) -> float:
     """Test accuracy of the small CNN trained on (x, y) for ``steps`` updates."""
     config = cnn.ClassifierConfig(epochs=1, min_steps=steps, seed=seed)
     net = cnn.train(ImageData(x, y, "augmentation", num_classes=classes), config, device, False)
@@ -108,18 +120,29 @@ def classifier_accuracy(x: Tensor, y: Tensor, test: ImageData, classes: int, ste
 
 def _row(n: int, real: list[float], augmented: list[float], generated: int) -> dict[str, Any]:
     spread = statistics.pstdev
-    return {"n_real": n, "n_generated": generated, "acc_real": statistics.fmean(real),
-            "acc_real_spread": spread(real), "acc_augmented": statistics.fmean(augmented),
-            "acc_augmented_spread": spread(augmented),
-            "gain": statistics.fmean(augmented) - statistics.fmean(real)}  # fmt: skip
+    return {
+        "n_real": n,
+        "n_generated": generated,
+        "acc_real": statistics.fmean(real),
+        "acc_real_spread": spread(real),
+        "acc_augmented": statistics.fmean(augmented),
+        "acc_augmented_spread": spread(augmented),
+        "gain": statistics.fmean(augmented) - statistics.fmean(real),
+    }
 
 
 def _plot(rows: list[dict[str, Any]]) -> Any:
     fig, (ax,) = new_figure(1, width=5.5)
     ns = [r["n_real"] for r in rows]
     for key, label in (("acc_real", "real only"), ("acc_augmented", "real + ModNet")):
-        ax.errorbar(ns, [r[key] for r in rows], [r[f"{key}_spread"] for r in rows],
-                    marker="o", capsize=3, label=label)  # fmt: skip
+        ax.errorbar(
+            ns,
+            [r[key] for r in rows],
+            [r[f"{key}_spread"] for r in rows],
+            marker="o",
+            capsize=3,
+            label=label,
+        )
     ax.set(xscale="log", xlabel="real training examples n", ylabel="test accuracy")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -133,8 +156,11 @@ def _examples(modnet: ModNet, x: Tensor, out: Path) -> Path:
     K = modnet.classes
     grid = modnet.transform(x.repeat_interleave(K, 0), torch.arange(K).repeat(len(x))).cpu()
     path = out / "modifications.png"
-    save_grid(torch.cat([x, grid.view(len(x), K, *x.shape[1:]).transpose(0, 1).flatten(0, 1)]),
-              path, nrow=len(x))  # fmt: skip
+    save_grid(
+        torch.cat([x, grid.view(len(x), K, *x.shape[1:]).transpose(0, 1).flatten(0, 1)]),
+        path,
+        nrow=len(x),
+    )
     return path
 
 
@@ -164,8 +190,10 @@ def modnet_augment(settings: Settings) -> Outcome:
             generated = len(gx)
         rows.append(_row(n, real, augmented, generated))
     target_rate = float(torch.cat(agree).double().mean())
-    gains = ", ".join(f"n={r['n_real']}: {100 * r['acc_real']:.1f}% -> "
-                      f"{100 * r['acc_augmented']:.1f}%" for r in rows)  # fmt: skip
+    gains = ", ".join(
+        f"n={r['n_real']}: {100 * r['acc_real']:.1f}% -> {100 * r['acc_augmented']:.1f}%"
+        for r in rows
+    )
     summary = (
         f"Test accuracy, real only -> real + ModNet images: {gains}. The evaluation "
         f"classifier labels {100 * target_rate:.1f}% of the generated images as their "
@@ -173,9 +201,14 @@ def modnet_augment(settings: Settings) -> Outcome:
     )
     one_each = stratified_choice(train.labels, modnet.classes, seed=settings.seed)
     figure = _examples(modnet, train.images[one_each], settings.out)
-    meta = {"data": data, "size": size.__dict__, "generated_target_rate": target_rate,
-            "embedding": embedding.describe(),
-            "modnet_run": str(settings.out / "runs" / "modnet")}  # fmt: skip
-    files = write_outputs(settings, "ModNet augmentation (thesis 2.5.4)", rows, summary, meta,
-                          _plot(rows))  # fmt: skip
+    meta = {
+        "data": data,
+        "size": size.__dict__,
+        "generated_target_rate": target_rate,
+        "embedding": embedding.describe(),
+        "modnet_run": str(settings.out / "runs" / "modnet"),
+    }
+    files = write_outputs(
+        settings, "ModNet augmentation (thesis 2.5.4)", rows, summary, meta, _plot(rows)
+    )
     return Outcome(rows, summary, [*files, figure])

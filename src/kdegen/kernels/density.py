@@ -109,9 +109,14 @@ class _LogKDE(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: Any, z: Tensor, centres: Tensor, h: float, block: int,
-        ids: tuple[Tensor, Tensor] | None, exclude_self: bool,
-    ) -> Tensor:  # fmt: skip
+        ctx: Any,
+        z: Tensor,
+        centres: Tensor,
+        h: float,
+        block: int,
+        ids: tuple[Tensor, Tensor] | None,
+        exclude_self: bool,
+    ) -> Tensor:
         scale = 1.0 / (2.0 * h * h)
         if ctx.needs_input_grad[0] or ids is not None:  # the backward's means, same pass
             if exclude_self:

@@ -79,9 +79,12 @@ def logsumexp_neg_dist(
 
 
 def gaussian_kernel_sum(
-    a: Tensor, b: Tensor, bandwidth: float, exclude_diagonal: bool = False,
+    a: Tensor,
+    b: Tensor,
+    bandwidth: float,
+    exclude_diagonal: bool = False,
     block: int = DEFAULT_BLOCK,
-) -> float:  # fmt: skip
+) -> float:
     """sum_ij exp(-||a_i - b_j||^2 / (2 h^2)) accumulated in float64.
 
     When ``exclude_diagonal`` is set and ``b`` is ``a`` (the same tensor object), the
@@ -109,9 +112,12 @@ def gaussian_kernel_sum(
 
 
 def nearest(
-    query: Tensor, points: Tensor, k: int = 1, exclude_self: bool = False,
+    query: Tensor,
+    points: Tensor,
+    k: int = 1,
+    exclude_self: bool = False,
     block: int = DEFAULT_BLOCK,
-) -> tuple[Tensor, Tensor]:  # fmt: skip
+) -> tuple[Tensor, Tensor]:
     """The k smallest squared distances from each query row to ``points``, and their indices.
 
     Returns:
@@ -175,9 +181,14 @@ def gaussian_kernel_matmul(
 
 
 def polynomial_kernel_sum(
-    a: Tensor, b: Tensor, degree: int = 3, gamma: float | None = None, coef0: float = 1.0,
-    exclude_diagonal: bool = False, block: int = DEFAULT_BLOCK,
-) -> float:  # fmt: skip
+    a: Tensor,
+    b: Tensor,
+    degree: int = 3,
+    gamma: float | None = None,
+    coef0: float = 1.0,
+    exclude_diagonal: bool = False,
+    block: int = DEFAULT_BLOCK,
+) -> float:
     """sum_ij (gamma a_i.b_j + coef0)^degree accumulated in float64 (KID's kernel).
 
     Args:
@@ -207,9 +218,12 @@ def polynomial_kernel_sum(
 
 
 def softmax_mean_sqdist(
-    query: Tensor, points: Tensor, scale: float, exclude_self: bool = False,
+    query: Tensor,
+    points: Tensor,
+    scale: float,
+    exclude_self: bool = False,
     block: int = DEFAULT_BLOCK,
-) -> Tensor:  # fmt: skip
+) -> Tensor:
     """sum_j w_ij ||q_i - p_j||^2 with w_ij = softmax_j(-scale ||q_i - p_j||^2), shape (n,).
 
     The weighted mean squared distance of the maximum-likelihood bandwidth fixed point

@@ -76,9 +76,14 @@ def _tiles(
 
 
 def _tile_logsumexps(
-    A: Tensor, B: Tensor, block: int, col: Tensor | None = None, exclude_self: bool = False,
-    upper: bool = False, to_exponent: Callable[[Tensor], None] | None = None,
-) -> Iterator[tuple[int, Tensor]]:  # fmt: skip
+    A: Tensor,
+    B: Tensor,
+    block: int,
+    col: Tensor | None = None,
+    exclude_self: bool = False,
+    upper: bool = False,
+    to_exponent: Callable[[Tensor], None] | None = None,
+) -> Iterator[tuple[int, Tensor]]:
     """Per row block, the log-sum-exp of each row over each column tile of the products.
 
     Yields (i0, lse) with lse (tiles, r) float64: lse[t, i] = log sum_j exp(u_ij) over
@@ -125,9 +130,13 @@ def sq_dists(a: Tensor, b: Tensor) -> Tensor:
 
 
 def _logsumexp_rows(
-    A: Tensor, B: Tensor, exclude_self: bool, block: int, col: Tensor | None = None,
+    A: Tensor,
+    B: Tensor,
+    exclude_self: bool,
+    block: int,
+    col: Tensor | None = None,
     to_exponent: Callable[[Tensor], None] | None = None,
-) -> Tensor:  # fmt: skip
+) -> Tensor:
     """Row log-sum-exp over all tiles of :func:`_tile_logsumexps`, float64 (n,)."""
     out = torch.full((A.shape[0],), -torch.inf, dtype=torch.float64, device=A.device)
     for i0, lse in _tile_logsumexps(A, B, block, col, exclude_self, to_exponent=to_exponent):

@@ -40,8 +40,9 @@ class AAE(AutoEncoder[AAEConfig]):
     def __init__(self, config: AAEConfig, spec: DataSpec, device: torch.device) -> None:
         super().__init__(config, spec, device)
         self.Dz: nn.Module = MLPDiscriminator(config.latent, config.d_hidden, 2).to(device)
-        self.opt_dz = torch.optim.Adam(self.Dz.parameters(), lr=config.lr_d,
-                                       betas=(config.beta1, config.beta2))  # fmt: skip
+        self.opt_dz = torch.optim.Adam(
+            self.Dz.parameters(), lr=config.lr_d, betas=(config.beta1, config.beta2)
+        )
         self.opt_e = self.make_optimizer(list(self.E.parameters()))
 
     def networks(self) -> dict[str, nn.Module]:

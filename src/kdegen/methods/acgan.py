@@ -51,8 +51,9 @@ class ACGAN(LabelledGAN[ACGANConfig]):
     name = "acgan"
 
     def build(self, config: Any, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
-        base_g, _ = build_pair(config.arch, config.latent + config.embed, spec.shape,
-                               net_options(config))  # fmt: skip
+        base_g, _ = build_pair(
+            config.arch, config.latent + config.embed, spec.shape, net_options(config)
+        )
         G = ConditionalGenerator(base_g, config.latent, self.classes, config.embed)
         return G, ClassHeadDiscriminator(discriminator_base(config, spec.shape), 1 + self.classes)
 

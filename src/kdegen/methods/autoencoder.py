@@ -83,8 +83,9 @@ class AutoEncoder(Method[AC]):
         config = config.resolved(spec)
         super().__init__(config, spec, device)
         options = AutoencoderOptions(config.width, config.hidden, config.layers)
-        E, D = build_autoencoder(config.arch, spec.shape, config.latent,
-                                 config.latent * self.encoder_outputs, options)  # fmt: skip
+        E, D = build_autoencoder(
+            config.arch, spec.shape, config.latent, config.latent * self.encoder_outputs, options
+        )
         if spec.is_image and config.arch == "conv":
             init_dcgan_weights(E)
             init_dcgan_weights(D)
@@ -104,8 +105,10 @@ class AutoEncoder(Method[AC]):
         mask = torch.zeros(max(spec.size, 1), dtype=torch.bool, device=device)
         if config.labeled:
             if spec.num_classes is None or spec.num_classes != config.modes:
-                raise UsageError(f"--labeled needs labelled data with --modes classes "
-                                 f"(the data has {spec.num_classes})")  # fmt: skip
+                raise UsageError(
+                    f"--labeled needs labelled data with --modes classes "
+                    f"(the data has {spec.num_classes})"
+                )
             g = torch.Generator().manual_seed(1234)
             mask[torch.randperm(spec.size, generator=g)[: config.labeled].to(device)] = True
         return mask

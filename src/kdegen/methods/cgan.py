@@ -54,8 +54,9 @@ class CGANConfig(GANConfig):
 
 def net_options(config: Any) -> NetOptions:
     """The architecture knobs of ``config`` (every NetOptions field the config has)."""
-    return NetOptions(**{f.name: getattr(config, f.name) for f in fields(NetOptions)
-                         if hasattr(config, f.name)})  # fmt: skip
+    return NetOptions(
+        **{f.name: getattr(config, f.name) for f in fields(NetOptions) if hasattr(config, f.name)}
+    )
 
 
 def widened(shape: tuple[int, ...], extra: int) -> tuple[int, ...]:
@@ -98,8 +99,9 @@ class LabelledGAN(AdversarialMethod[LC]):
 
     def build(self, config: Any, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
         """The (generator, discriminator) pair: here G(z, y) and D(x, y)."""
-        base_g, _ = build_pair(config.arch, config.latent + config.embed, spec.shape,
-                               net_options(config))  # fmt: skip
+        base_g, _ = build_pair(
+            config.arch, config.latent + config.embed, spec.shape, net_options(config)
+        )
         base_d = discriminator_base(config, widened(spec.shape, self.classes))
         G = ConditionalGenerator(base_g, config.latent, self.classes, config.embed)
         return G, ConditionalDiscriminator(base_d, self.classes)
@@ -154,8 +156,16 @@ class LabelledGAN(AdversarialMethod[LC]):
     ) -> dict[str, Tensor]:
         """Add the objective's gradient penalty, step D, clip its weights if asked."""
         return update_discriminator(
-            loss, lambda x: self.judge(x, y)[0], self.D, self.opt_d, self.objective, real,
-            fake, self.config.gp_weight, self.config.clip)  # fmt: skip
+            loss,
+            lambda x: self.judge(x, y)[0],
+            self.D,
+            self.opt_d,
+            self.objective,
+            real,
+            fake,
+            self.config.gp_weight,
+            self.config.clip,
+        )
 
     def generator_step(self, real: Tensor, y: Tensor) -> dict[str, Tensor]:
         """G phase: one update of the generator for labels y through a frozen D.

@@ -95,8 +95,16 @@ class GANConfig(MethodConfig):
         lr_d = self.lr_d or lr_g
         # Gulrajani et al.'s lambda = 10 is for images; on the 2-D mixtures it blurs the modes
         gp_weight = self.gp_weight or (10.0 if spec.is_image else 1.0)
-        return replace(self, n_critic=n_critic, d_norm=d_norm, arch=arch, latent=latent,
-                       lr_g=lr_g, lr_d=lr_d, gp_weight=gp_weight)  # fmt: skip
+        return replace(
+            self,
+            n_critic=n_critic,
+            d_norm=d_norm,
+            arch=arch,
+            latent=latent,
+            lr_g=lr_g,
+            lr_d=lr_d,
+            gp_weight=gp_weight,
+        )
 
 
 def make_optimizer(
@@ -109,10 +117,16 @@ def make_optimizer(
 
 
 def update_discriminator(
-    loss: Tensor, critic: Callable[[Tensor], Tensor], net: nn.Module,
-    opt: torch.optim.Optimizer, objective: Objective, real: Tensor, fake: Tensor,
-    gp_weight: float, clip: float,
-) -> dict[str, Tensor]:  # fmt: skip
+    loss: Tensor,
+    critic: Callable[[Tensor], Tensor],
+    net: nn.Module,
+    opt: torch.optim.Optimizer,
+    objective: Objective,
+    real: Tensor,
+    fake: Tensor,
+    gp_weight: float,
+    clip: float,
+) -> dict[str, Tensor]:
     """Finish a discriminator update: the objective's regulariser, the step, the clipping.
 
     Args:
@@ -264,9 +278,20 @@ class GAN(AdversarialMethod[GC]):
             real_in = self.real_input(real)
             fake_in = self.fake_input(self.noise(real.shape[0]))
         loss = self.objective.d_loss(self.D(real_in), self.D(fake_in))
-        return {"d_loss": loss.detach(), **update_discriminator(
-            loss, self.D, self.D, self.opt_d, self.objective, real_in, fake_in,
-            self.config.gp_weight, self.config.clip)}  # fmt: skip
+        return {
+            "d_loss": loss.detach(),
+            **update_discriminator(
+                loss,
+                self.D,
+                self.D,
+                self.opt_d,
+                self.objective,
+                real_in,
+                fake_in,
+                self.config.gp_weight,
+                self.config.clip,
+            ),
+        }
 
     def generator_step(self, real: Tensor) -> dict[str, Tensor]:
         """G phase: one update of the generator through a frozen discriminator.

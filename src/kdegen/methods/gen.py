@@ -185,8 +185,12 @@ class GEN(AutoEncoder[GENConfig]):
         return self.lagging
 
     def extra_state(self) -> dict[str, Any]:
-        return {"lagging": self.lagging, "lag_ids": self.lag_ids, "step": self._step,
-                "head": self._head}  # fmt: skip
+        return {
+            "lagging": self.lagging,
+            "lag_ids": self.lag_ids,
+            "step": self._step,
+            "head": self._head,
+        }
 
     def load_extra_state(self, state: Any) -> None:
         self.lagging = state["lagging"].to(self.device)

@@ -129,8 +129,10 @@ class ModNetConfig(MethodConfig):
         if self.variant == "shared" and (self.pretrain_epochs or self.freeze_classifier):
             raise UsageError("--pretrain-epochs and --freeze-classifier need --variant separate")
         if self.freeze_classifier and not self.pretrain_epochs:
-            raise UsageError("--freeze-classifier needs --pretrain-epochs > 0 "
-                             "(a frozen untrained classifier teaches nothing)")  # fmt: skip
+            raise UsageError(
+                "--freeze-classifier needs --pretrain-epochs > 0 "
+                "(a frozen untrained classifier teaches nothing)"
+            )
 
 
 def apply_delta(x: Tensor, u: Tensor, combine: str = "tanh", margin: float = 0.05) -> Tensor:
@@ -209,8 +211,9 @@ class ModNet(Method[ModNetConfig]):
         self.sources = images
         if self.config.pretrain_epochs and not self.pretrained:
             assert self.C is not None
-            data = ImageData(images.cpu(), labels.cpu(), "modnet classifier",
-                             num_classes=self.classes)  # fmt: skip
+            data = ImageData(
+                images.cpu(), labels.cpu(), "modnet classifier", num_classes=self.classes
+            )
             settings = cnn.ClassifierConfig(epochs=self.config.pretrain_epochs, min_steps=1)
             trained = cnn.train(data, settings, self.device, progress=False)
             self.C.load_state_dict(trained.state_dict())
@@ -252,8 +255,9 @@ class ModNet(Method[ModNetConfig]):
             losses.update(self.generator_step(x, other_labels(y, self.classes)))
         return losses
 
-    def discriminator_step(self, x: Tensor, y: Tensor, fake: Tensor, target: Tensor
-                           ) -> dict[str, Tensor]:  # fmt: skip
+    def discriminator_step(
+        self, x: Tensor, y: Tensor, fake: Tensor, target: Tensor
+    ) -> dict[str, Tensor]:
         """D phase: Eq. 2.4, plus Eq. 2.5 when D is the classifier."""
         v_real, c_real = self.judge(x)
         v_fake, c_fake = self.judge(fake)
@@ -263,12 +267,24 @@ class ModNet(Method[ModNetConfig]):
             label = self.label_loss(c_real, y, c_fake, target)
             loss = loss + label
             out["label_loss"] = label.detach()
-        return {**out, **update_discriminator(
-            loss, lambda v: self.judge(v)[0], self.D, self.opt_d, self.objective, x, fake,
-            self.config.gp_weight, self.config.clip)}  # fmt: skip
+        return {
+            **out,
+            **update_discriminator(
+                loss,
+                lambda v: self.judge(v)[0],
+                self.D,
+                self.opt_d,
+                self.objective,
+                x,
+                fake,
+                self.config.gp_weight,
+                self.config.clip,
+            ),
+        }
 
-    def label_loss(self, real_logits: Tensor, y: Tensor, fake_logits: Tensor | None,
-                   target: Tensor) -> Tensor:  # fmt: skip
+    def label_loss(
+        self, real_logits: Tensor, y: Tensor, fake_logits: Tensor | None, target: Tensor
+    ) -> Tensor:
         """Eq. 2.5: w [CE(real, y) + CE(generated, y_t)], the second term unless
         ``--no-classify-fakes``."""
         loss = F.cross_entropy(real_logits, y)
@@ -276,8 +292,9 @@ class ModNet(Method[ModNetConfig]):
             loss = loss + F.cross_entropy(fake_logits, target)
         return self.config.class_weight * loss
 
-    def classifier_step(self, x: Tensor, y: Tensor, fake: Tensor, target: Tensor
-                        ) -> dict[str, Tensor]:  # fmt: skip
+    def classifier_step(
+        self, x: Tensor, y: Tensor, fake: Tensor, target: Tensor
+    ) -> dict[str, Tensor]:
         """C phase (separate variant): Eq. 2.5 on real images and generated ones."""
         assert self.C is not None and self.opt_c is not None
         fake_logits = self.C(fake) if self.config.classify_fakes else None
@@ -304,8 +321,12 @@ class ModNet(Method[ModNetConfig]):
         distributed.average_gradients(self.G.parameters())
         self.opt_g.step()
         hit = (logits.detach().argmax(1) == target).double().mean()
-        return {"g_loss": adversarial.detach(), "g_label_loss": label.detach(),
-                "l1_loss": l1.detach(), "target_acc": hit}  # fmt: skip
+        return {
+            "g_loss": adversarial.detach(),
+            "g_label_loss": label.detach(),
+            "l1_loss": l1.detach(),
+            "target_acc": hit,
+        }
 
     # ----- using a trained ModNet ------------------------------------------------------
 
@@ -326,11 +347,14 @@ class ModNet(Method[ModNetConfig]):
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """Random training images modified towards one target class per grid row."""
         if self.sources is None:
-            raise UsageError("a modnet run modifies images; use `kdegen modnet RUN --data DATA "
-                             "--target K --out m.png`")  # fmt: skip
+            raise UsageError(
+                "a modnet run modifies images; use `kdegen modnet RUN --data DATA "
+                "--target K --out m.png`"
+            )
         pick = torch.randint(len(self.sources), (n,), generator=generator)
-        return self.transform(self.sources[pick.to(self.sources.device)],
-                              row_labels(n, self.classes))  # fmt: skip
+        return self.transform(
+            self.sources[pick.to(self.sources.device)], row_labels(n, self.classes)
+        )
 
     def classify(self, x: Tensor) -> Tensor:
         """Class logits (N, K) of the classifier (D's class head, or C), eval mode."""

@@ -128,8 +128,11 @@ class SSGAN(LabelledGAN[SSGANConfig]):
         logits_real = self.D(real)
         loss = self.objective.d_loss(realness(logits_real), realness(self.D(fake)))
         supervised = self.config.class_weight * F.cross_entropy(self.D(x_lab), y_lab)
-        out = {"d_loss": loss.detach(), "class_loss": supervised.detach(),
-               "train_acc": (logits_real.detach().argmax(1) == y).double().mean()}  # fmt: skip
+        out = {
+            "d_loss": loss.detach(),
+            "class_loss": supervised.detach(),
+            "train_acc": (logits_real.detach().argmax(1) == y).double().mean(),
+        }
         return {**out, **self.update_discriminator(loss + supervised, real, fake, y_lab)}
 
     def sample_class(self, n: int, label: int, generator: torch.Generator | None = None) -> Tensor:

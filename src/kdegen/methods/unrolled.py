@@ -134,8 +134,12 @@ def unroll(
         moments = AdamMoments(zeros, dict(zeros), 0)
     for _ in range(steps):
         with torch.enable_grad():  # the updates need gradients even under no_grad
-            grads = torch.autograd.grad(loss(params), [params[n] for n in names],
-                                        create_graph=create_graph, allow_unused=True)  # fmt: skip
+            grads = torch.autograd.grad(
+                loss(params),
+                [params[n] for n in names],
+                create_graph=create_graph,
+                allow_unused=True,
+            )
         g = {
             n: torch.zeros_like(params[n]) if d is None else d
             for n, d in zip(names, grads, strict=True)
@@ -158,8 +162,10 @@ def _adam_step(
     m = {n: b1 * s.m[n] + (1 - b1) * g[n] for n in params}
     v = {n: b2 * s.v[n] + (1 - b2) * g[n] * g[n] for n in params}
     c1, c2 = 1 - b1**t, 1 - b2**t  # bias corrections
-    new = {n: p - rule.lr * (m[n] / c1) / torch.sqrt(v[n] / c2 + rule.eps**2)
-           for n, p in params.items()}  # fmt: skip
+    new = {
+        n: p - rule.lr * (m[n] / c1) / torch.sqrt(v[n] / c2 + rule.eps**2)
+        for n, p in params.items()
+    }
     return new, AdamMoments(m, v, t)
 
 
@@ -229,10 +235,17 @@ class UnrolledGAN(GAN[UnrolledConfig]):
         penalty = self.objective.regularizer == "gradient-penalty"
         clipped = self.objective.regularizer == "weight-clipping"
         return unrolled_generator_loss(
-            self.D, self.objective, self.real_input(real),
-            self.fake_input(self.noise(real.shape[0])), c.unroll_steps, rule, c.first_order,
-            c.gp_weight if penalty else 0.0, c.clip if clipped else None, self._moments(rule),
-        )  # fmt: skip
+            self.D,
+            self.objective,
+            self.real_input(real),
+            self.fake_input(self.noise(real.shape[0])),
+            c.unroll_steps,
+            rule,
+            c.first_order,
+            c.gp_weight if penalty else 0.0,
+            c.clip if clipped else None,
+            self._moments(rule),
+        )
 
     def _moments(self, rule: UnrollRule) -> AdamMoments | None:
         """The discriminator optimizer's Adam moments (so the unrolled steps continue its

@@ -99,9 +99,12 @@ def _conv(shape: Sequence[int], latent: int, out: int, o: AutoencoderOptions) ->
 
 
 def build_autoencoder(
-    arch: str, shape: Sequence[int], latent: int, out: int | None = None,
+    arch: str,
+    shape: Sequence[int],
+    latent: int,
+    out: int | None = None,
     options: AutoencoderOptions | None = None,
-) -> EncoderDecoder:  # fmt: skip
+) -> EncoderDecoder:
     """An (encoder, decoder) pair.
 
     Args:

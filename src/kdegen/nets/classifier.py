@@ -75,12 +75,14 @@ class SmallCNN(nn.Module):
     def __init__(self, channels: int, classes: int, width: int = 16, hidden: int = 128) -> None:
         super().__init__()
         w = width
-        self.convs = nn.ModuleList([
-            nn.Conv2d(channels, w, 3, 1, 1),
-            nn.Conv2d(w, 2 * w, 3, 2, 1),
-            nn.Conv2d(2 * w, 4 * w, 3, 2, 1),
-            nn.Conv2d(4 * w, 4 * w, 3, 1, 1),
-        ])  # fmt: skip
+        self.convs = nn.ModuleList(
+            [
+                nn.Conv2d(channels, w, 3, 1, 1),
+                nn.Conv2d(w, 2 * w, 3, 2, 1),
+                nn.Conv2d(2 * w, 4 * w, 3, 2, 1),
+                nn.Conv2d(4 * w, 4 * w, 3, 1, 1),
+            ]
+        )
         self.hidden = nn.Linear(4 * w * POOL_GRID**2, hidden)
         self.out = nn.Linear(hidden, classes)
 
@@ -134,16 +136,20 @@ def train(
     if device.type == "cpu":
         torch.set_num_threads(1)
     try:
-        return _fit(data, build(data.images.shape[1], classes, config).to(device), config,
-                    device, progress)  # fmt: skip
+        return _fit(
+            data, build(data.images.shape[1], classes, config).to(device), config, device, progress
+        )
     finally:
         torch.set_num_threads(threads)
 
 
 def _fit(
-    data: ImageData, net: SmallCNN, config: ClassifierConfig, device: torch.device,
+    data: ImageData,
+    net: SmallCNN,
+    config: ClassifierConfig,
+    device: torch.device,
     progress: bool,
-) -> SmallCNN:  # fmt: skip
+) -> SmallCNN:
     assert data.labels is not None
     g = torch.Generator().manual_seed(config.seed)
     n = len(data)

@@ -65,9 +65,13 @@ class JointConvDiscriminator(nn.Module):
     """Image/code pair rows (B, C*H*W + k) -> one logit per pair (B,)."""
 
     def __init__(
-        self, shape: Sequence[int], latent: int, width: int = 32, hidden: int = 128,
+        self,
+        shape: Sequence[int],
+        latent: int,
+        width: int = 32,
+        hidden: int = 128,
         norm: str = "batch",
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__()
         self.features = JointConvFeatures(shape, latent, width, hidden, norm)
         self.head = nn.Linear(hidden, 1)

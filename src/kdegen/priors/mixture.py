@@ -30,10 +30,12 @@ class GaussianMixture:
     """
 
     def __init__(
-        self, means: Tensor | Sequence[Sequence[float]],
+        self,
+        means: Tensor | Sequence[Sequence[float]],
         stds: Tensor | Sequence[float] | float = 1.0,
-        weights: Tensor | Sequence[float] | None = None, device: str | torch.device = "cpu",
-    ) -> None:  # fmt: skip
+        weights: Tensor | Sequence[float] | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
         self.device = torch.device(device)
 
         def f64(x: object) -> Tensor:  # parameters kept in float64, cast where used
@@ -62,9 +64,13 @@ class GaussianMixture:
 
     @classmethod
     def on_circle(
-        cls, k: int, dim: int = 2, radius: float = CIRCLE_RADIUS, std: float = CIRCLE_STD,
+        cls,
+        k: int,
+        dim: int = 2,
+        radius: float = CIRCLE_RADIUS,
+        std: float = CIRCLE_STD,
         device: str | torch.device = "cpu",
-    ) -> GaussianMixture:  # fmt: skip
+    ) -> GaussianMixture:
         """``k`` equally weighted modes evenly spaced on a circle in coordinates 0 and 1.
 
         The 10-mode target of GENs Sec. 5.4 / Fig. 3 is ``on_circle(10)``. The paper gives
@@ -104,8 +110,9 @@ class GaussianMixture:
         ):
             raise UsageError(f"component labels must be a 1-D tensor of values in 0..{k - 1}")
         dev = generator.device if generator is not None else self.device
-        noise = torch.randn(len(labels), self.dim, generator=generator, device=dev,
-                            dtype=torch.float64).to(self.device)  # fmt: skip
+        noise = torch.randn(
+            len(labels), self.dim, generator=generator, device=dev, dtype=torch.float64
+        ).to(self.device)
         pick = labels.to(self.device).long()
         return (self.means[pick] + self.stds[pick, None] * noise).to(torch.get_default_dtype())
 

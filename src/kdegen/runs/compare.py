@@ -19,10 +19,18 @@ from kdegen.errors import UsageError
 from kdegen.runs.directory import RunDir
 
 # fields that say where or how a run was watched, not what was trained
-IGNORED = {("train", "seed"), ("train", "eval_every"), ("train", "eval_metrics"),
-           ("train", "eval_n"), ("train", "log_every"), ("train", "sample_every"),
-           ("train", "checkpoint_every"), ("train", "keep_checkpoints"), ("train", "grid_size"),
-           ("train", "device")}  # fmt: skip
+IGNORED = {
+    ("train", "seed"),
+    ("train", "eval_every"),
+    ("train", "eval_metrics"),
+    ("train", "eval_n"),
+    ("train", "log_every"),
+    ("train", "sample_every"),
+    ("train", "checkpoint_every"),
+    ("train", "keep_checkpoints"),
+    ("train", "grid_size"),
+    ("train", "device"),
+}
 
 
 @dataclass
@@ -61,9 +69,14 @@ class Group:
         steps = self.steps()
         last = self.at("values")[-1]
         times = self.at("times")[-1]
-        return {"label": self.label, "runs": len(self.curves), "step": steps[-1],
-                "mean": statistics.fmean(last), "std": _std(last),
-                "time": statistics.fmean(times)}  # fmt: skip
+        return {
+            "label": self.label,
+            "runs": len(self.curves),
+            "step": steps[-1],
+            "mean": statistics.fmean(last),
+            "std": _std(last),
+            "time": statistics.fmean(times),
+        }
 
 
 def _std(values: list[float]) -> float:

@@ -23,8 +23,18 @@ from kdegen.runs.directory import RunDir
 from kdegen.runs.training import Trainer
 
 # trainer fields a resumed run may change; anything else would make it another run
-RESUMABLE = ("steps", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints",
-             "grid_size", "device", "eval_every", "eval_metrics", "eval_n")  # fmt: skip
+RESUMABLE = (
+    "steps",
+    "log_every",
+    "sample_every",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "grid_size",
+    "device",
+    "eval_every",
+    "eval_metrics",
+    "eval_n",
+)
 
 
 def spec_of(data: ImageData) -> DataSpec:
@@ -129,8 +139,9 @@ def _evaluator(config: TrainConfig, ctx: distributed.Context, progress: bool) ->
         return None
     from kdegen.evaluation.tracking import TrainingEvaluator
 
-    return TrainingEvaluator(config.data, config.eval_metrics, config.eval_n, ctx.device,
-                             config.seed, progress)  # fmt: skip
+    return TrainingEvaluator(
+        config.data, config.eval_metrics, config.eval_n, ctx.device, config.seed, progress
+    )
 
 
 def _train(

@@ -108,20 +108,22 @@ def evaluation_section(run: RunDir) -> list[str]:
         data = json.loads(path.read_text())
         rows = table_rows(data)
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
-        raise UsageError(f"{path} is not an evaluation written by kdegen ({e}); "
-                         "run `kdegen evaluate` again") from None  # fmt: skip
+        raise UsageError(
+            f"{path} is not an evaluation written by kdegen ({e}); run `kdegen evaluate` again"
+        ) from None
     emb, sizes = data.get("embedding", {}), data.get("sizes", {})
     what = emb.get("name", "?") + (f" {emb['features']}" if "features" in emb else "")
     step = data.get("generated", {}).get("step")
     lines = [
         f"Against `{data.get('reference')}` in the {what} embedding"
         + (f" ({emb['dim']}-d)" if "dim" in emb else "")
-        + "; samples: " + ", ".join(f"{v} {k}" for k, v in sizes.items())
+        + "; samples: "
+        + ", ".join(f"{v} {k}" for k, v in sizes.items())
         + (f"; checkpoint of step {step}." if step is not None else "."),
         "",
         "| " + " | ".join(rows[0]) + " |",
         "|" + "---|" * len(rows[0]),
-    ]  # fmt: skip
+    ]
     lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
     skipped = data.get("skipped") or {}
     if skipped:
@@ -160,16 +162,27 @@ def write_report(path: str | Path) -> Path:
         lines.append("![losses](report/losses.png)")
     else:
         lines.append("No losses logged yet (metrics.jsonl is empty).")
-    for title, series, name in (("Diagnostics", diagnostics, "diagnostics"),
-                                ("Evaluation during training", during, "evaluation")):  # fmt: skip
+    for title, series, name in (
+        ("Diagnostics", diagnostics, "diagnostics"),
+        ("Evaluation during training", during, "evaluation"),
+    ):
         if series:
             plot_losses(series, figures / f"{name}.png")
             lines += ["", f"## {title}", "", f"![{name}](report/{name}.png)"]
     picture = "no picture: the samples are points of more than two dimensions"
     if grid is not None:
         picture = f"![samples]({grid.relative_to(run.path).as_posix()})"
-    lines += ["", f"## Samples (step {grid_step})", "", picture, "", "## Evaluation", "",
-              *evaluation, ""]  # fmt: skip
+    lines += [
+        "",
+        f"## Samples (step {grid_step})",
+        "",
+        picture,
+        "",
+        "## Evaluation",
+        "",
+        *evaluation,
+        "",
+    ]
     out = run.path / "report.md"
     write_text_atomic(out, "\n".join(lines))
     return out

@@ -181,9 +181,15 @@ class Trainer:
         self._t0 = time.perf_counter()
         self._mark = (self._t0, self.step)
         bar = tqdm(
-            total=cfg.steps, initial=self.step, disable=not self.progress, unit="step",
-            dynamic_ncols=True, mininterval=0.5, desc=self.desc, leave=self.run is not None,
-        )  # fmt: skip
+            total=cfg.steps,
+            initial=self.step,
+            disable=not self.progress,
+            unit="step",
+            dynamic_ncols=True,
+            mininterval=0.5,
+            desc=self.desc,
+            leave=self.run is not None,
+        )
         with bar, self._signals():
             while self.step < cfg.steps:
                 self.method.set_progress(self.step, cfg.steps)

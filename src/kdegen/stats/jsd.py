@@ -67,10 +67,15 @@ def _half_jsd(log_own: Tensor, log_other: Tensor) -> Tensor:
 
 
 def kde_jsd_terms(
-    z_query: Tensor, z_kde: Tensor, target: Prior, bandwidth: float,
-    z_target: Tensor | None = None, n_target: int | None = None,
-    generator: torch.Generator | None = None, block: int = kernels.DEFAULT_BLOCK,
-) -> tuple[Tensor, Tensor]:  # fmt: skip
+    z_query: Tensor,
+    z_kde: Tensor,
+    target: Prior,
+    bandwidth: float,
+    z_target: Tensor | None = None,
+    n_target: int | None = None,
+    generator: torch.Generator | None = None,
+    block: int = kernels.DEFAULT_BLOCK,
+) -> tuple[Tensor, Tensor]:
     """The two halves of the KDE-JSD of Eq. 2 (constants kept); they sum to the JSD.
 
     Args:
@@ -107,10 +112,16 @@ def _first_term(z_query: Tensor, z_kde: Tensor, target: Prior, h: float, block: 
 
 
 def kde_jsd(
-    z_query: Tensor, z_kde: Tensor, target: Prior, bandwidth: float,
-    z_target: Tensor | None = None, n_target: int | None = None, first_only: bool = False,
-    generator: torch.Generator | None = None, block: int = kernels.DEFAULT_BLOCK,
-) -> Tensor:  # fmt: skip
+    z_query: Tensor,
+    z_kde: Tensor,
+    target: Prior,
+    bandwidth: float,
+    z_target: Tensor | None = None,
+    n_target: int | None = None,
+    first_only: bool = False,
+    generator: torch.Generator | None = None,
+    block: int = kernels.DEFAULT_BLOCK,
+) -> Tensor:
     """KDE estimate of JSD[p_e, p_t] (Eq. 2 with constants kept: in [0, log 2] in expectation).
 
     Arguments as :func:`kde_jsd_terms`; with ``first_only`` only the first half,
@@ -132,9 +143,15 @@ def kde_jsd(
 
 
 def optimal_jsd_bandwidth(
-    dim: int, m: int, target: Prior | None = None, trials: int = 10, seed: int = 0,
-    n_query: int | None = None, cache: bool = True, block: int = kernels.DEFAULT_BLOCK,
-) -> tuple[float, float]:  # fmt: skip
+    dim: int,
+    m: int,
+    target: Prior | None = None,
+    trials: int = 10,
+    seed: int = 0,
+    n_query: int | None = None,
+    cache: bool = True,
+    block: int = kernels.DEFAULT_BLOCK,
+) -> tuple[float, float]:
     """The KDE bandwidth that best tells two sample sets of the target apart (Table 1).
 
     Per trial: m KDE centres and two query sets z', z'' (n_query each), all drawn
@@ -168,8 +185,15 @@ def optimal_jsd_bandwidth(
             f"got dim={dim}, m={m}, trials={trials}"
         )
     n = n_query if n_query is not None else max(m, MIN_QUERY)
-    key = {"version": METHOD_VERSION, "target": _describe(target), "dim": dim, "m": m,
-           "trials": trials, "seed": seed, "n_query": n}  # fmt: skip
+    key = {
+        "version": METHOD_VERSION,
+        "target": _describe(target),
+        "dim": dim,
+        "m": m,
+        "trials": trials,
+        "seed": seed,
+        "n_query": n,
+    }
     path = _cache_path(key) if cache and key["target"] is not None else None
     hs = _read_cache(path, key) if path is not None else None
     if hs is None:
@@ -245,8 +269,7 @@ def _maximise(
 
 
 def _brent(g: Callable[[float], float], a: float, b: float) -> float:
-    res = minimize_scalar(lambda x: -g(x), bounds=(a, b), method="bounded",
-                          options={"xatol": 1e-3})  # fmt: skip
+    res = minimize_scalar(lambda x: -g(x), bounds=(a, b), method="bounded", options={"xatol": 1e-3})
     return math.exp(float(res.x))
 
 
@@ -302,8 +325,11 @@ def _write_cache(path: Path, payload: dict[str, Any]) -> None:
             json.dump(payload, f, indent=1)
         os.replace(f.name, path)
     except OSError as e:
-        warnings.warn(f"cannot cache the bandwidth in {path.parent} ({e}); set KDEGEN_CACHE "
-                      "to a writable folder", stacklevel=3)  # fmt: skip
+        warnings.warn(
+            f"cannot cache the bandwidth in {path.parent} ({e}); set KDEGEN_CACHE "
+            "to a writable folder",
+            stacklevel=3,
+        )
 
 
 # ---- entropy (Eq. 9) ---------------------------------------------------------------------

@@ -98,9 +98,13 @@ class MMDTest:
 
 
 def mmd_test(
-    a: Tensor, b: Tensor, bandwidth: float | None = None, permutations: int = 200,
-    seed: int = 0, block: int = kernels.DEFAULT_BLOCK,
-) -> MMDTest:  # fmt: skip
+    a: Tensor,
+    b: Tensor,
+    bandwidth: float | None = None,
+    permutations: int = 200,
+    seed: int = 0,
+    block: int = kernels.DEFAULT_BLOCK,
+) -> MMDTest:
     """Permutation test of H0: ``a`` and ``b`` come from the same distribution.
 
     The pooled sample's labels are shuffled ``permutations`` times; each permuted MMD^2

@@ -145,8 +145,10 @@ def get_classifier(
     _MEMORY[path] = found
     if progress:
         how = f"trained in {found.seconds:.0f} s" if found.seconds else "cached"
-        print(f"classifier for {plan.name}: {found.accuracy_split} accuracy "
-              f"{100 * found.accuracy:.1f}% ({how}: {path})")  # fmt: skip
+        print(
+            f"classifier for {plan.name}: {found.accuracy_split} accuracy "
+            f"{100 * found.accuracy:.1f}% ({how}: {path})"
+        )
     found.net.to(device)
     return found
 
@@ -170,16 +172,21 @@ def _load_cached(
         accuracy, split = float(payload["accuracy"]), str(payload["accuracy_split"])
     except Exception as e:  # damaged files raise many types; retraining fixes them all
         reason = " ".join(str(e).split())[:120] or type(e).__name__
-        print(f"kdegen: warning: classifier cache {path} is unreadable ({reason}); "
-              "training it again", file=sys.stderr)  # fmt: skip
+        print(
+            f"kdegen: warning: classifier cache {path} is unreadable ({reason}); training it again",
+            file=sys.stderr,
+        )
         return None
     return TrainedClassifier(net.eval(), accuracy, split, path, 0.0)
 
 
 def _train_and_cache(
-    plan: ClassifierPlan, config: cnn.ClassifierConfig, path: Path, device: torch.device,
+    plan: ClassifierPlan,
+    config: cnn.ClassifierConfig,
+    path: Path,
+    device: torch.device,
     progress: bool,
-) -> TrainedClassifier:  # fmt: skip
+) -> TrainedClassifier:
     start = time.perf_counter()
     net = cnn.train(plan.train, config, device, progress)
     seconds = time.perf_counter() - start
@@ -187,14 +194,23 @@ def _train_and_cache(
     split = "test" if held_out is not None else "training"
     acc = cnn.accuracy(net, held_out if held_out is not None else plan.train)
     state = {k: v.cpu() for k, v in net.state_dict().items()}
-    payload = {"format": CACHE_FORMAT, "config": asdict(config), "state": state,
-               "accuracy": acc, "accuracy_split": split, "name": plan.name}  # fmt: skip
+    payload = {
+        "format": CACHE_FORMAT,
+        "config": asdict(config),
+        "state": state,
+        "accuracy": acc,
+        "accuracy_split": split,
+        "name": plan.name,
+    }
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         save_atomic(payload, path)
     except OSError as e:
-        print(f"kdegen: warning: cannot cache the classifier in {path.parent} ({e.strerror}); "
-              "set KDEGEN_CACHE to a writable folder", file=sys.stderr)  # fmt: skip
+        print(
+            f"kdegen: warning: cannot cache the classifier in {path.parent} ({e.strerror}); "
+            "set KDEGEN_CACHE to a writable folder",
+            file=sys.stderr,
+        )
     return TrainedClassifier(net, acc, split, path, seconds)
 
 
@@ -211,8 +227,9 @@ class ClassifierEmbedding(Embedding):
 
     name = "classifier"
 
-    def __init__(self, trained: TrainedClassifier, plan: ClassifierPlan, features: str,
-                 device: torch.device) -> None:  # fmt: skip
+    def __init__(
+        self, trained: TrainedClassifier, plan: ClassifierPlan, features: str, device: torch.device
+    ) -> None:
         super().__init__(device)
         self.trained, self.plan, self.features = trained, plan, features
         self.gives_digits = plan.tiles > 1

@@ -66,8 +66,11 @@ class PCAEmbedding(Embedding):
         return Embedded((flatten(x) - self.mean_f) @ self.components_f)  # (B, k)
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "components": self.components.shape[1],
-                "variance_kept": self.kept}  # fmt: skip
+        return {
+            "name": self.name,
+            "components": self.components.shape[1],
+            "variance_kept": self.kept,
+        }
 
 
 @register_embedding("pixels")

@@ -92,10 +92,15 @@ def _batch(n: int, size: int, rng: torch.Generator) -> Tensor:
 
 
 def birthday_duplicates(
-    samples: Array, batch_size: int, top: int = 20, seed: int = 0,
-    threshold: float | None = None, reference: Array | None = None, batches: int = 10,
+    samples: Array,
+    batch_size: int,
+    top: int = 20,
+    seed: int = 0,
+    threshold: float | None = None,
+    reference: Array | None = None,
+    batches: int = 10,
     block: int = kernels.DEFAULT_BLOCK,
-) -> BirthdayResult:  # fmt: skip
+) -> BirthdayResult:
     """Closest pairs in random batches of ``samples`` and the birthday support estimate.
 
     Args:

@@ -89,9 +89,12 @@ def _summary(terms: Tensor) -> tuple[float, float, float, float]:
 
 
 def ddm(
-    test: Array, generated: Array, distance: str = "sqeuclidean", scale: float = 1.0,
+    test: Array,
+    generated: Array,
+    distance: str = "sqeuclidean",
+    scale: float = 1.0,
     block: int = kernels.DEFAULT_BLOCK,
-) -> DDMResult:  # fmt: skip
+) -> DDMResult:
     """Distribution Divergence Measure of Eq. 3.4: how badly G's mixture explains T.
 
     Args:
@@ -111,9 +114,13 @@ def ddm(
 
 
 def ddm_relative(
-    train: Array, test: Array, generated: Array, distance: str = "sqeuclidean",
-    scale: float = 1.0, block: int = kernels.DEFAULT_BLOCK,
-) -> DDMRelativeResult:  # fmt: skip
+    train: Array,
+    test: Array,
+    generated: Array,
+    distance: str = "sqeuclidean",
+    scale: float = 1.0,
+    block: int = kernels.DEFAULT_BLOCK,
+) -> DDMRelativeResult:
     """Relative Distribution Divergence Measure of Eq. 3.5, DDM(R, G) - DDM(R, T).
 
     Args:

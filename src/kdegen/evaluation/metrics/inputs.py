@@ -48,9 +48,11 @@ def as_features(x: Array, name: str, min_rows: int = 1, dtype: torch.dtype | Non
 
 
 def as_sets(
-    arrays: Sequence[Array], names: Sequence[str], min_rows: Sequence[int] | None = None,
+    arrays: Sequence[Array],
+    names: Sequence[str],
+    min_rows: Sequence[int] | None = None,
     dtype: torch.dtype | None = None,
-) -> list[Tensor]:  # fmt: skip
+) -> list[Tensor]:
     """Feature sets checked as by :func:`as_features`, all of one dimension.
 
     They come back in one dtype (the widest) on the device of the first.
@@ -66,9 +68,12 @@ def as_sets(
 
 
 def as_pair(
-    a: Array, b: Array, names: tuple[str, str], min_rows: tuple[int, int] = (1, 1),
+    a: Array,
+    b: Array,
+    names: tuple[str, str],
+    min_rows: tuple[int, int] = (1, 1),
     dtype: torch.dtype | None = None,
-) -> tuple[Tensor, Tensor]:  # fmt: skip
+) -> tuple[Tensor, Tensor]:
     """Two feature sets as by :func:`as_sets`."""
     ta, tb = as_sets([a, b], names, min_rows, dtype)
     return ta, tb

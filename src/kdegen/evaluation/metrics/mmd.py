@@ -39,10 +39,16 @@ class KIDResult:
 
 
 def kid(
-    a: Array, b: Array, subsets: int = 100, subset_size: int = 1000, degree: int = 3,
-    gamma: float | None = None, coef0: float = 1.0, seed: int = 0,
+    a: Array,
+    b: Array,
+    subsets: int = 100,
+    subset_size: int = 1000,
+    degree: int = 3,
+    gamma: float | None = None,
+    coef0: float = 1.0,
+    seed: int = 0,
     block: int = kernels.DEFAULT_BLOCK,
-) -> KIDResult:  # fmt: skip
+) -> KIDResult:
     """Kernel Inception Distance between feature sets ``a`` and ``b`` (float64).
 
     Args:

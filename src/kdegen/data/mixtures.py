@@ -67,29 +67,28 @@ def load_mixture(mixture: Mixture, request: Request) -> ImageData:
     )
 
 
-@dataset(
-    "ring8",
-    description="8 Gaussians (std 0.02) on a circle of radius 2 (unrolled-GAN 2-D benchmark)",
-    sizes=(DEFAULT_SIZES["train"], DEFAULT_SIZES["test"]),
-    shape=(2,),
-    kind="points",
-    num_classes=8,
-    options=(N_OPTION,),
+def _register(name: str, mixture: Mixture, description: str) -> None:
+    """Register ``mixture`` as the points dataset ``name``."""
+
+    def load_points(request: Request) -> ImageData:
+        return load_mixture(mixture, request)
+
+    dataset(
+        name,
+        description=description,
+        sizes=(DEFAULT_SIZES["train"], DEFAULT_SIZES["test"]),
+        shape=(2,),
+        kind="points",
+        num_classes=len(mixture.centres),
+        options=(N_OPTION,),
+    )(load_points)
+
+
+_register(
+    "ring8", RING8, "8 Gaussians (std 0.02) on a circle of radius 2 (unrolled-GAN 2-D benchmark)"
 )
-def load_ring8(request: Request) -> ImageData:
-    """Load ring8 points."""
-    return load_mixture(RING8, request)
-
-
-@dataset(
+_register(
     "grid25",
-    description="25 Gaussians (std 0.05) on the grid {-4,-2,0,2,4}^2 (PacGAN/VEEGAN benchmark)",
-    sizes=(DEFAULT_SIZES["train"], DEFAULT_SIZES["test"]),
-    shape=(2,),
-    kind="points",
-    num_classes=25,
-    options=(N_OPTION,),
+    GRID25,
+    "25 Gaussians (std 0.05) on the grid {-4,-2,0,2,4}^2 (PacGAN/VEEGAN benchmark)",
 )
-def load_grid25(request: Request) -> ImageData:
-    """Load grid25 points."""
-    return load_mixture(GRID25, request)

@@ -10,11 +10,13 @@ from the same split of the source. The label is the three-digit number 100a + 10
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
 from kdegen.data.base import ImageData, Option, Request, dataset
-from kdegen.data.embedded import digits_arrays, mnist5k_arrays
+from kdegen.data.embedded import Arrays, digits_arrays, mnist5k_arrays
 
 POSITIONS = 3
 DEFAULT_SIZES = {"train": 10_000, "test": 2_000}
@@ -73,7 +75,7 @@ OPTIONS = (
 )
 
 
-def _stacked(request: Request, source: dict[str, tuple[np.ndarray, np.ndarray]]) -> ImageData:
+def _stacked(request: Request, source: Arrays) -> ImageData:
     """The split the request names, built from ``source``'s split of the same name."""
     opts = request.options
     images, labels = source[request.split]
@@ -90,27 +92,31 @@ def _stacked(request: Request, source: dict[str, tuple[np.ndarray, np.ndarray]])
     )
 
 
-@dataset(
+def _register(name: str, side: int, arrays: Callable[[], Arrays], description: str) -> None:
+    """Register the stacked dataset ``name`` of three ``side`` x ``side`` digits."""
+
+    def load_stacked(request: Request) -> ImageData:
+        return _stacked(request, arrays())
+
+    dataset(
+        name,
+        description=description,
+        sizes=(DEFAULT_SIZES["train"], DEFAULT_SIZES["test"]),
+        shape=(1, side, side * POSITIONS),
+        num_classes=1000,
+        options=OPTIONS,
+    )(load_stacked)
+
+
+_register(
     "mnist1000",
-    description="three mnist5k digits side by side (28x84), 1000 classes; options bias, digits",
-    sizes=(DEFAULT_SIZES["train"], DEFAULT_SIZES["test"]),
-    shape=(1, 28, 28 * POSITIONS),
-    num_classes=1000,
-    options=OPTIONS,
+    28,
+    mnist5k_arrays,
+    "three mnist5k digits side by side (28x84), 1000 classes; options bias, digits",
 )
-def load_mnist1000(request: Request) -> ImageData:
-    """Build the mnist1000 split the request names; deterministic for given options."""
-    return _stacked(request, mnist5k_arrays())
-
-
-@dataset(
+_register(
     "digits1000",
-    description="three 8x8 scikit-learn digits side by side (8x24), 1000 classes; as mnist1000",
-    sizes=(DEFAULT_SIZES["train"], DEFAULT_SIZES["test"]),
-    shape=(1, 8, 8 * POSITIONS),
-    num_classes=1000,
-    options=OPTIONS,
+    8,
+    digits_arrays,
+    "three 8x8 scikit-learn digits side by side (8x24), 1000 classes; as mnist1000",
 )
-def load_digits1000(request: Request) -> ImageData:
-    """Build the digits1000 split the request names; deterministic for given options."""
-    return _stacked(request, digits_arrays())

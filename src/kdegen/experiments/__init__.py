@@ -1,7 +1,7 @@
 """Reproductions of the seeds' figures, registered by name in :data:`EXPERIMENTS`.
 
-Each is a function of :class:`Settings` (``quick`` picks a size that runs in a couple of
-minutes on 2 CPU cores) writing ``table.md``, ``results.json`` and ``plot.png`` into
+Each is a function of :class:`Settings` (``quick`` picks a size small enough for the
+default tests) writing ``table.md``, ``results.json`` and ``plot.png`` into
 ``Settings.out``; ``kdegen experiment NAME [--quick] [--out DIR]`` runs one.
 
 - ``missing-modes``: thesis Fig. 3.7, DDM vs Inception Score on n distinct images.

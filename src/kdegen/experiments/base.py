@@ -30,7 +30,7 @@ from torch import Tensor
 from tqdm import tqdm  # type: ignore[import-untyped]
 
 from kdegen import distributed
-from kdegen.config import Config, option
+from kdegen.config import Config, TrainConfig, option
 from kdegen.data import ImageData, load
 from kdegen.errors import UsageError, show_warning
 from kdegen.evaluation.embed import Embedded, EmbedSettings, Reference, classifier_embedding
@@ -103,6 +103,21 @@ def run_experiment(name: str, settings: Settings) -> Outcome:
 
 
 # ----- shared pieces -----------------------------------------------------------------
+
+
+def run_training(data: str, steps: int, seed: int, device: str, **more: Any) -> TrainConfig:
+    """The trainer config of a run inside an experiment: no sample grid or checkpoint but
+    the last (an experiment reruns a part rather than resuming it); ``more`` sets the rest."""
+    return TrainConfig(
+        data=data,
+        steps=steps,
+        seed=seed,
+        device=device,
+        sample_every=steps,
+        checkpoint_every=steps,
+        keep_checkpoints=0,
+        **more,
+    )
 
 
 def reference_classifier(data: str, settings: Settings, features: str = "logits") -> Any:

@@ -15,12 +15,10 @@ lambda = 0.04: the paper's 0.01 for pixels in [0, 1], since kdegen's pixels lie 
 squared norm as the per-pixel mean, the MSE the paper reports; read as a sum over the
 784 pixels, the paper's JSD term would weigh 196 times less than here.) Each image's own
 lagging code is left out of p_e (``leave_out``, see :mod:`kdegen.methods.gen`).
-Convergence is slow. The whitened entropy of 5,000 codes, averaged over five GENs, was
-11.45 nats after 24,000 steps, 11.52 after 36,000 and 11.56 after 48,000 (N(0, I)
-samples: 11.58), so the full size trains every model 48,000 steps (768 epochs
-of the 4,000 training images). That is about 20 minutes per GEN, 18 per AAE and 11 per
-VAE on one core, 4 hours for the 15 models: ``--jobs N`` trains N models at a time, and
-each finished model is kept in ``OUT/parts/`` so that an interrupted run resumes (see
+Convergence is slow (docs/gen.md has the entropy after 24,000-48,000 steps), so the
+full size trains every model 48,000 steps (768 epochs of the 4,000 training images),
+hours on a CPU: ``--jobs N`` trains N models at a time, and each finished model is kept
+in ``OUT/parts/`` so that an interrupted run resumes (see
 :func:`kdegen.experiments.base.run_parts`).
 
 mnist5k holds 5,000 images, so the sample sizes are 1,000, 2,000 and 5,000 (the paper's

@@ -21,10 +21,10 @@ against training time (mean line, band of one std over seeds; the dashed line is
 score of 2,000 real test images) and the reversal steps per iteration.
 
 Full: mnist5k 3,000 steps (evaluated every 250) and digits1000 2,000 (every 100), 3
-seeds: about 1.5 hours on 2 cores with ``--jobs 1`` (``--jobs 2`` halves it, but two
-runs then share the cores, so compare wall times from a ``--jobs 1`` run). Quick:
-digits1000, 600 steps, 2 seeds, a few minutes. Each finished run's curve is kept in
-``OUT/parts``, so the same command after an interruption trains only what is missing.
+seeds (``--jobs 2`` halves the time, but two runs then share the cores, so compare wall
+times from a ``--jobs 1`` run). Quick: digits1000, 600 steps, 2 seeds. Each finished
+run's curve is kept in ``OUT/parts``, so the same command after an interruption trains
+only what is missing.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kdegen import runs
-from kdegen.config import RunConfig, TrainConfig, from_dict
+from kdegen.config import RunConfig, from_dict
 from kdegen.data import load
 from kdegen.errors import UsageError
 from kdegen.evaluation.metrics import inception_score
@@ -47,6 +47,7 @@ from kdegen.experiments.base import (
     experiment,
     reference_classifier,
     run_parts,
+    run_training,
     subset,
     write_outputs,
 )
@@ -89,16 +90,12 @@ def train_curve(
     """Train one run with evaluation during training; its curves (a part of run_parts)."""
     name, options = COMPARED[label]
     cls = METHODS.get(name)
-    train = TrainConfig(
-        data=data,
-        steps=steps,
+    train = run_training(
+        data,
+        steps,
+        seed,
+        device,
         batch_size=BATCH,
-        seed=seed,
-        log_every=10,
-        sample_every=steps,
-        checkpoint_every=steps,
-        keep_checkpoints=0,
-        device=device,
         eval_every=every,
         eval_metrics=METRICS,
         eval_n=EVAL_N,

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from kdegen import runs
-from kdegen.config import RunConfig, TrainConfig
+from kdegen.config import RunConfig
 from kdegen.data import load
 from kdegen.errors import UsageError
 from kdegen.evaluation.metrics import inception_score
@@ -43,6 +43,7 @@ from kdegen.experiments.base import (
     experiment,
     new_figure,
     reference_classifier,
+    run_training,
     write_outputs,
 )
 from kdegen.methods import METHODS
@@ -64,16 +65,7 @@ WIDER = (2.0, 4.0)  # KDE bandwidth multipliers of the trade-off rows
 
 def _train(name: str, data: str, size: Size, settings: Settings) -> Any:
     cls = METHODS.get(name)
-    train = TrainConfig(
-        data=data,
-        steps=size.steps,
-        batch_size=64,
-        seed=settings.seed,
-        sample_every=size.steps,
-        checkpoint_every=size.steps,
-        keep_checkpoints=0,
-        device=settings.device,
-    )
+    train = run_training(data, size.steps, settings.seed, settings.device, batch_size=64)
     config = RunConfig(name, cls.Config(lr_decay="linear"), train)
     folder = settings.out / "runs" / name
     try:

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from kdegen import runs
-from kdegen.config import RunConfig, TrainConfig
+from kdegen.config import RunConfig
 from kdegen.evaluation.metrics import ddm, fid, inception_score, kid, parzen_log_likelihood
 from kdegen.experiments.base import (
     Outcome,
@@ -38,6 +38,7 @@ from kdegen.experiments.base import (
     experiment,
     new_figure,
     reference_classifier,
+    run_training,
     subset,
     write_outputs,
 )
@@ -91,16 +92,7 @@ HIGHER_IS_BETTER = {
 def _train_to(model: str, data: str, step: int, settings: Settings, seed: int) -> Tensor:
     """Train (or continue) the run of ``model`` to ``step``; return its samples."""
     out = settings.out / "runs" / model
-    cfg = TrainConfig(
-        data=data,
-        steps=step,
-        seed=seed,
-        log_every=10,
-        sample_every=step,
-        checkpoint_every=step,
-        keep_checkpoints=0,
-        device=settings.device,
-    )
+    cfg = run_training(data, step, seed, settings.device)
     if (out / "config.json").is_file() and runs.load_run(out, "cpu").step < step:
         runs.resume(out, progress=settings.progress, steps=step)
     else:

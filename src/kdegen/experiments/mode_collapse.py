@@ -24,8 +24,8 @@ mode_count`); ``modes_10hq`` counts the modes with at least 10 (a diffuse genera
 scatters single samples over modes it does not really model), and the KL divergence
 of the high-quality samples' mode histogram from uniform
 tells how evenly the covered modes are filled. Full: 3 seeds, 3,000 steps on ring8 and
-6,000 on grid25 (27 minutes with ``--jobs 2`` on 2 cores). Quick: ring8 only, 1 seed, 1,000
-steps (about 2 minutes on one core, half of it the unrolled GAN): most methods cover the
+6,000 on grid25. Quick: ring8 only, 1 seed, 1,000 steps (half of the time is the
+unrolled GAN's): most methods cover the
 ring by then; the PacGAN2 question is about grid25 and needs the full run (or ``--data
 grid25``). Each trained model is a part (``OUT/parts``): an interrupted run redoes only the
 models it had not finished, and ``--jobs N`` trains N at a time. The runs are kept under
@@ -45,11 +45,19 @@ import torch
 from torch import Tensor
 
 from kdegen import runs
-from kdegen.config import RunConfig, TrainConfig, from_dict
+from kdegen.config import RunConfig, from_dict
 from kdegen.data import ImageData, load
 from kdegen.errors import UsageError
 from kdegen.evaluation.metrics import mode_count
-from kdegen.experiments.base import Outcome, Part, Settings, experiment, run_parts, write_outputs
+from kdegen.experiments.base import (
+    Outcome,
+    Part,
+    Settings,
+    experiment,
+    run_parts,
+    run_training,
+    write_outputs,
+)
 from kdegen.methods import METHODS
 
 SAMPLES = 2500
@@ -110,17 +118,7 @@ def train_and_count(
     start = time.perf_counter()
     name, extra = METHOD_OPTIONS[label]
     cls = METHODS.get(name)
-    train = TrainConfig(
-        data=data,
-        steps=steps,
-        batch_size=BATCH,
-        seed=seed,
-        log_every=100,
-        sample_every=steps,
-        checkpoint_every=steps,
-        keep_checkpoints=0,
-        device=device,
-    )
+    train = run_training(data, steps, seed, device, batch_size=BATCH, log_every=100)
     config = RunConfig(name, from_dict(cls.Config, {**SHARED, **extra}, name), train)
     run = runs.start(config, folder, force=True, progress=False)
     method = runs.load_run(run.path, "cpu").method

@@ -16,12 +16,11 @@ When the phase changes, the networks and optimizer states carry over and the dat
 change; kdegan's code bank starts afresh for the new training set (its reversal then
 finds codes for the modes it has not seen, which is the mechanism the paper credits).
 
-Full: mnist1000, 2,000 + 2,000 steps (4,000 from the start), 10,000 samples: hours on a
-CPU. Quick: the same protocol on ``digits1000`` (three scikit-learn 8 x 8 digits side by
-side, 8 x 24), 300 + 300 steps, 2,000 samples, about 2 minutes on one core; there a DCGAN
-step costs a tenth of mnist1000's and the plain GAN reaches more than half of the real
-images' score within the quick run. ``--data digits1000`` runs the full protocol on it (about 10
-minutes) and ``--data mnist1000 --quick`` the quick one on mnist1000. Each phase's samples
+Full: mnist1000, 2,000 + 2,000 steps (4,000 from the start), 10,000 samples. Quick: the
+same protocol on ``digits1000`` (three scikit-learn 8 x 8 digits side by side, 8 x 24),
+300 + 300 steps, 2,000 samples; there a DCGAN step costs a tenth of mnist1000's.
+``--data digits1000`` runs the full protocol on it and ``--data mnist1000 --quick`` the
+quick one on mnist1000 (the README gives the times). Each phase's samples
 are saved as a PNG grid under ``OUT``; the paper's scores are for mnist1000.
 """
 

@@ -19,9 +19,9 @@ classifier sees only n real examples and their modifications, so the comparison 
 whether ModNet's knowledge reaches a classifier through its images. It is not a
 semi-supervised setting with n labels in all.
 
-Full: ModNet 1,500 steps (width 16, batches of 64), classifiers 600 updates, 3 repeats
-(39 minutes measured on 2 busy shared CPU cores). Quick: ModNet 600 steps (width 8,
-batches of 32), classifiers 150 updates, one repeat (2.5 minutes there); a ModNet this
+Full: ModNet 1,500 steps (width 16, batches of 64), classifiers 600 updates, 3 repeats.
+Quick: ModNet 600 steps (width 8, batches of 32), classifiers 150 updates, one repeat; a
+ModNet this
 short turns few images into their targets, so the quick table shows the pipeline, not
 the effect.
 
@@ -42,7 +42,7 @@ import torch
 from torch import Tensor
 
 from kdegen import distributed, runs
-from kdegen.config import RunConfig, TrainConfig
+from kdegen.config import RunConfig
 from kdegen.data import ImageData
 from kdegen.experiments.base import (
     Outcome,
@@ -51,6 +51,7 @@ from kdegen.experiments.base import (
     experiment,
     new_figure,
     reference_classifier,
+    run_training,
     write_outputs,
 )
 from kdegen.images import save_grid
@@ -78,16 +79,13 @@ PLANS = {False: Size(1500, 16, 64, 600, 3), True: Size(600, 8, 32, 150, 1)}
 def train_modnet(data: str, size: Size, settings: Settings) -> ModNet:
     """Train the shared-variant ModNet into ``OUT/runs/modnet`` and load it."""
     out = settings.out / "runs" / "modnet"
-    cfg = TrainConfig(
-        data=data,
-        steps=size.modnet_steps,
+    cfg = run_training(
+        data,
+        size.modnet_steps,
+        settings.seed,
+        settings.device,
         batch_size=size.batch_size,
-        seed=settings.seed,
         log_every=25,
-        sample_every=size.modnet_steps,
-        checkpoint_every=size.modnet_steps,
-        keep_checkpoints=0,
-        device=settings.device,
     )
     runs.start(
         RunConfig("modnet", ModNetConfig(width=size.width), cfg),

@@ -9,52 +9,18 @@ bandwidth that best tells two target samples apart (:func:`optimal_jsd_bandwidth
 Sampling draws from the distribution the codes converge to, N(0, (1 - h^2) I) for the
 standard normal (Eq. 8) or the mixture shrunk per component.
 
-The lagging set. Algorithm 1 re-encodes m training examples every k_b minibatches; with
-m = 4,000 that costs an encoder pass over 400 examples per step, several times a
-64-example training step. kdegen's default (``--lag queue``) keeps the set as a queue of
-the most recent m minibatch codes instead (filled once at the start): each step's codes
-replace the oldest ones after the update, so the set lags by at most m / batch steps at
-no extra cost. ``--lag reencode`` is the paper's scheme. The queue's lag is longer (62
-steps against k_b = 10), and with a strong JSD term that matters: on mnist5k (l = 8,
-3,000 steps, lambda = 1) the queue's current codes collapsed towards a line (covariance
-eigenvalues down to 0.003, chasing their own older codes) while re-encoding kept
-0.33-0.66; at the paper's lambda = 0.01 the whitened entropy of 1,000 codes was 10.61
-nats with the queue and 10.64 re-encoding. For lambda >= 0.1 use ``--lag reencode``.
+Decisions (docs/gen.md gives the measurements behind each):
 
-The form of the term. Eq. 3 minimises log p_e/(p_e + p_t) over the codes; like the
-minimax GAN loss it saturates: once the codes leave the target's mass p_t/(p_e + p_t)
-vanishes with its gradient, and on mnist5k the reconstruction term carries the codes
-away within a few hundred steps (measured: mean |code| ~ 5 with lambda up to 1). kdegen's
-default is the non-saturating counterpart, minimising -log p_t/(p_e + p_t), whose
-gradient (p_e/(p_e + p_t)) (grad log p_t - grad log p_e) stays strong away from the
-target. Both vanish exactly where grad log p_e = grad log p_t, which is Eq. 4, so the
-converged distribution of Eq. 8 is the same. ``--jsd-form saturating`` is Eq. 3 as printed.
-
-Leaving out a query's own code (``--leave-out``). When the lagging set holds
-a code of the minibatch image itself (always, when m is the training-set size, as with
-mnist5k's 4,000 images and m = 4,000), its kernel sits at distance ~0 from the query. In
-l = 8 at the Table 1 bandwidth that one kernel is about a third of p_e at a typical code
-and most of it in the tails, where it hides the repulsion between codes and leaves the
-pull of p_t: the codes shrink below Eq. 8. kdegen takes p_e at a minibatch code over the
-other images' codes, as the entropy estimate of Eq. 9 does. The paper's MNIST runs (60k
-images, m = 10k) met their own code in one minibatch image of six.
-
-Leaving the own kernel out entirely removes a safeguard, though: a code that strays beyond
-all others has p_e << p_t there, and the term (either form) is lowest where p_e / p_t is
-smallest, which beyond the codes is further out, so nothing but the reconstruction term
-holds it back. A 2-D mixture-target run (h = 0.2, lambda = 1) sent codes to norms above
-10,000, and on mnist5k 12,000 steps grew the covariance eigenvalues to 1.3-2.2 (Eq. 8:
-0.67) with a code at norm 19. So p_e is floored at a tenth of the own kernel
-(:data:`OWN_FLOOR`): in the bulk the other codes' density is far above that and the floor
-is idle; a stray code's p_e then stops falling, p_t keeps falling as it leaves, and the
-term pulls it back. With the floor both runs stay bounded. Measured on mnist5k (l = 8,
-lambda = 0.04, ``--lag reencode``, 12,000 steps, one model): covariance eigenvalues
-0.53-0.78 (0.30-0.48 with the own kernel kept, after 6,000 steps) and a whitened entropy
-of 1,000 codes of 11.46 nats (11.31, the mean of five models, with it kept; N(0, I)
-samples: 11.71); gen-entropy uses it. It is off by default because its masking costs
-0.15-0.2x of an ``ae`` step at m = 4,000 (gen_step medians: 1.26x without, 1.41x with,
-on an idle machine), mostly Python overhead of the index bookkeeping, which the 1.3x
-target of a GEN step does not leave room for.
+- The lagging set is a queue of the last m minibatch codes (``--lag queue``): no encoder
+  pass over m examples every k_b steps; ``--lag reencode`` is Algorithm 1's scheme and
+  the better choice for lambda >= 0.1.
+- The term is the non-saturating -log p_t / (p_e + p_t) by default: Eq. 3's form loses
+  its gradient once codes leave the target; both have Eq. 4's fixed point, hence Eq. 8.
+  ``--jsd-form saturating`` is Eq. 3 as printed.
+- ``--leave-out`` leaves a minibatch image's own lagging code out of p_e (as Eq. 9's
+  entropy estimate does) and floors p_e at a tenth of that kernel (:data:`OWN_FLOOR`),
+  so that stray codes are pulled back. Off by default: its index bookkeeping costs more
+  than a GEN step's budget over ``ae`` allows.
 
 Semi-supervision (Sec. 5.4): with ``--labeled N`` and a mixture target, the labelled
 examples' term uses their own class's component as p_t, which pulls them to that mode.

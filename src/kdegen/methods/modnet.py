@@ -13,7 +13,7 @@ little as possible (an L1 penalty). Every term is a loss that the update *descen
 
 Two variants (Sec. 2.5.1, Fig. 2.5): ``--variant shared``, D has a real/fake logit and
 K class logits (as in Odena et al.'s AC-GAN) and cls is D; ``--variant separate``, cls is
-its own network C (the small CNN of :mod:`kdegen.evaluation.embed.cnn`), trained on the
+its own network C (the small CNN of :mod:`kdegen.nets.classifier`), trained on the
 same Eq. 2.5 loss, optionally pretrained on the training split first
 (``--pretrain-epochs``) and frozen (``--freeze-classifier``): then G learns changes that
 make a fixed classifier predict the target, the interpretability use of Sec. 2.5.3.
@@ -36,12 +36,10 @@ Choices where the algorithm box is ambiguous or contradicts Eq. 2.2-2.7:
    (the box draws its sets V and U independently from the same data).
 6. Eq. 2.5 (and Fig. 2.5's caption) also trains the classifier to label generated
    images as their targets. Then G and the classifier share the goal "generated image
-   -> target" and agree on faint marks that no other classifier reads: on mnist5k
-   (shared variant, width 16, 1,000 steps) ModNet's own classifier gave the target for
-   97% of modified test digits, the evaluation classifier for 1%. kdegen's default
-   trains the classifier on real images only, so G has to make what real digits of the
-   target class look like to it (same setting: 82% and 65%); ``--classify-fakes`` is
-   Eq. 2.5 as printed.
+   -> target" and agree on faint marks that no other classifier reads (the README's
+   ModNet paragraph has the figures). kdegen's default trains the classifier on real
+   images only, so G has to make what real digits of the target class look like to it;
+   ``--classify-fakes`` is Eq. 2.5 as printed.
 
 Combining the delta. Fig. 2.5 adds the delta and then applies a tanh, which would map an
 unchanged image x to tanh(x) != x. kdegen adds the delta u in pre-tanh space,

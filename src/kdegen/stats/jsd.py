@@ -158,8 +158,7 @@ def optimal_jsd_bandwidth(
     independently from the target; h maximises :func:`kde_jsd` (uphill walk in log h to
     bracket the maximum, then bounded Brent to 0.1 % in h). Results are cached in
     ``$KDEGEN_CACHE/bandwidths`` (default ``~/.cache/kdegen/bandwidths``) for Normal,
-    Uniform and GaussianMixture targets. Runtime on 2 CPU cores: ~1 s for l = 5,
-    m = 1000; minutes for m = 8000 (cost ~ trials * n_query * m).
+    Uniform and GaussianMixture targets. The cost grows as trials * n_query * m.
 
     Args:
         dim: latent dimension l.

@@ -120,24 +120,6 @@ class PrecisionRecall:
     recall: float
 
 
-def precision_recall(
-    real: Array, generated: Array, k: int = 3, block: int = kernels.DEFAULT_BLOCK
-) -> PrecisionRecall:
-    """Share of generated samples on the real manifold and of real ones on the generated.
-
-    Args:
-        real: (n, d) real features.
-        generated: (m, d) generated features.
-        k: the neighbour whose distance is a sample's ball radius.
-        block: tile size (the values do not depend on it).
-    """
-    k = at_least(k, 1, "k")
-    x, g = as_pair(real, generated, ("real", "generated"))
-    in_real = kernels.count_within(g, x, _radii_sq(x, k, block), block) > 0
-    in_generated = kernels.count_within(x, g, _radii_sq(g, k, block), block) > 0
-    return PrecisionRecall(float(in_real.double().mean()), float(in_generated.double().mean()))
-
-
 @dataclass(frozen=True)
 class DensityCoverage:
     """Density and coverage (Naeem et al. 2020)."""
@@ -146,19 +128,40 @@ class DensityCoverage:
     coverage: float
 
 
+def _balls(real: Array, generated: Array, k: int) -> tuple[Tensor, Tensor, int]:
+    """The real (n, d) and generated (m, d) features and the k checked (k >= 1)."""
+    k = at_least(k, 1, "k")
+    x, g = as_pair(real, generated, ("real", "generated"))
+    return x, g, k
+
+
+def precision_recall(
+    real: Array, generated: Array, k: int = 3, block: int = kernels.DEFAULT_BLOCK
+) -> PrecisionRecall:
+    """Share of generated samples on the real manifold and of real ones on the generated.
+
+    A sample lies on a set's manifold when it falls in the ball around some member of the
+    set whose radius is that member's distance to its k-th nearest neighbour in the set.
+    ``real`` (n, d) and ``generated`` (m, d) are features; ``block`` is the tile size
+    (the values do not depend on it).
+    """
+    x, g, k = _balls(real, generated, k)
+    in_real = kernels.count_within(g, x, _radii_sq(x, k, block), block) > 0
+    in_generated = kernels.count_within(x, g, _radii_sq(g, k, block), block) > 0
+    return PrecisionRecall(float(in_real.double().mean()), float(in_generated.double().mean()))
+
+
 def density_coverage(
     real: Array, generated: Array, k: int = 5, block: int = kernels.DEFAULT_BLOCK
 ) -> DensityCoverage:
     """How many real k-NN balls hold each generated sample, and how many balls are hit.
 
-    Args:
-        real: (n, d) real features.
-        generated: (m, d) generated features.
-        k: the neighbour whose distance is a real sample's ball radius.
-        block: tile size (the values do not depend on it).
+    Density: the mean count of real balls (radius: the real sample's k-th neighbour
+    distance among the real ones) around each generated sample, over k; coverage: the
+    share of real balls holding at least one generated sample. Arguments as
+    :func:`precision_recall`.
     """
-    k = at_least(k, 1, "k")
-    x, g = as_pair(real, generated, ("real", "generated"))
+    x, g, k = _balls(real, generated, k)
     radii = _radii_sq(x, k, block)
     counts = kernels.count_within(g, x, radii, block)
     nearest_generated = kernels.nearest(x, g, k=1, block=block)[0][:, 0]

@@ -265,11 +265,11 @@ def test_cli_needs_a_modnet_run(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 def test_augmentation_experiment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from kdegen.experiments import modnet_augment as experiment
-    from kdegen.experiments.base import Settings
+    from kdegen.experiments.base import Settings, run_experiment
 
     # the pipeline at a smaller size than --quick (ModNet 20 steps, classifiers 30 updates)
     monkeypatch.setitem(experiment.PLANS, True, experiment.Size(20, 4, 16, 30, 1))
-    outcome = experiment.modnet_augment(Settings(tmp_path, True, "digits", progress=False))
+    outcome = run_experiment("modnet-augment", Settings(tmp_path, True, "digits", progress=False))
     assert [r["n_real"] for r in outcome.rows] == [10, 100, 1000]
     for r in outcome.rows:
         assert r["n_generated"] == 9 * r["n_real"]

@@ -1,6 +1,7 @@
 """ModNet (thesis Sec. 2.5): the zero delta gives back the input exactly, the combination
 rules against their closed forms, Eq. 2.5 against a direct cross-entropy, both variants'
-contract (a frozen classifier stays frozen), resume, and ``kdegen modnet``."""
+contract (a frozen classifier stays frozen), and ``kdegen modnet``. Resume (separate
+variant) is in test_contract.py."""
 
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ from kdegen.errors import UsageError
 from kdegen.methods import Batch, DataSpec
 from kdegen.methods.modnet import ModNet, ModNetConfig, apply_delta
 from kdegen.nets.unet import UNet, auto_depth
-from kdegen.rundir import RunDir
 
 SPEC = DataSpec((1, 8, 8), 10, 64)
 VARIANTS = {
@@ -183,23 +183,6 @@ def test_needs_labelled_images() -> None:
     m = ModNet(ModNetConfig(width=4), SPEC, torch.device("cpu"))
     with pytest.raises(UsageError, match="kdegen modnet"):
         m.sample(4)  # no training images bound (a loaded run)
-
-
-def test_resume_is_exact(tmp_path: Path) -> None:
-    def config(steps: int) -> RunConfig:
-        train = TrainConfig(data="digits", steps=steps, batch_size=16, log_every=2,
-                            checkpoint_every=100, sample_every=100, seed=3)  # fmt: skip
-        return RunConfig("modnet", ModNetConfig(width=4, variant="separate"), train)
-
-    runs.start(config(6), tmp_path / "full", progress=False)
-    runs.start(config(3), tmp_path / "part", progress=False)
-    runs.resume(tmp_path / "part", progress=False, steps=6)
-
-    def losses(p: Path) -> list[dict[str, float]]:
-        return [{k: v for k, v in r.items() if k.endswith(("loss", "acc")) or k == "step"}
-                for r in RunDir(p).read_metrics()]  # fmt: skip
-
-    assert losses(tmp_path / "full") == losses(tmp_path / "part")
 
 
 @pytest.fixture(scope="module")

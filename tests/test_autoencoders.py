@@ -1,5 +1,6 @@
-"""The autoencoder family's contract: finite losses, every network learns, state round-trips,
-seeded repeats, batch-independent encodings, and their command-line tools."""
+"""The autoencoder family (every registered AutoEncoder subclass) with both architectures,
+the VAE's KL term, and the command-line tools. The method contract (state round trip,
+seeded repeats, resume, encodings) is in test_contract.py."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import torch
 
 from kdegen.cli import main
 from kdegen.methods import METHODS, Batch, DataSpec
+from kdegen.methods.autoencoder import AutoEncoder
 
 IMAGE = DataSpec((1, 8, 8), 10, 64)
-NAMES = [n for n in ("ae", "vae", "aae", "gen") if n in METHODS]
+NAMES = [n for n in METHODS.names() if issubclass(METHODS.get(n), AutoEncoder)]
 
 
 def build(name: str, arch: str = "fc", **kw: object) -> object:
@@ -33,7 +35,7 @@ def batch(seed: int = 0) -> Batch:
 
 @pytest.mark.parametrize("arch", ["fc", "conv"])
 @pytest.mark.parametrize("name", NAMES)
-def test_contract(name: str, arch: str) -> None:
+def test_every_architecture_trains_and_encodes_images(name: str, arch: str) -> None:
     m = build(name, arch)
     m.bind_data(torch.rand(64, 1, 8, 8) * 2 - 1, None)  # type: ignore[attr-defined]
     nets = m.networks()  # type: ignore[attr-defined]
@@ -45,27 +47,12 @@ def test_contract(name: str, arch: str) -> None:
     for k, net in nets.items():
         after = [p for p in net.parameters() if p.dim() > 1]
         assert any(not torch.equal(a, b) for a, b in zip(weights[k], after, strict=True)), k
-    other = build(name, arch)
-    other.load_state_dict(m.state_dict())  # type: ignore[attr-defined]
-    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
-    assert torch.equal(m.sample(5, g1), other.sample(5, g2))  # type: ignore[attr-defined]
-    x = batch(1).x
     assert m.sample(5).shape == (5, 1, 8, 8)  # type: ignore[attr-defined]
+    x = batch(1).x
     codes = m.encode(x)  # type: ignore[attr-defined]
     assert codes.shape == (16, 4)
-    # an example's code does not depend on its batch (eval mode)
+    # an example's code does not depend on its batch (eval mode, batch norm included)
     torch.testing.assert_close(m.encode(x[3:4]), codes[3:4], rtol=1e-5, atol=1e-6)  # type: ignore[attr-defined]
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_seeded_steps_repeat(name: str) -> None:
-    a, b = build(name), build(name)
-    for m in (a, b):
-        m.bind_data(torch.zeros(64, 1, 8, 8), None)  # type: ignore[attr-defined]
-        torch.manual_seed(7)
-        m.train_step(batch())  # type: ignore[attr-defined]
-    sa, sb = a.state_dict()["networks"], b.state_dict()["networks"]  # type: ignore[attr-defined]
-    assert all(torch.equal(sa[n][k], sb[n][k]) for n in sa for k in sa[n])
 
 
 def test_vae_kl_closed_form() -> None:

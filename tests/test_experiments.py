@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from kdegen.cli import main
-from kdegen.experiments import EXPERIMENTS, Settings, metric_ranking, run_experiment
+from kdegen.experiments import Settings, metric_ranking, run_experiment
 
 
 def _outputs_exist(out: Path) -> dict:  # type: ignore[type-arg]
@@ -17,14 +17,6 @@ def _outputs_exist(out: Path) -> dict:  # type: ignore[type-arg]
         assert (out / name).is_file() and (out / name).stat().st_size > 0
     assert "![plot](plot.png)" in (out / "table.md").read_text()
     return json.loads((out / "results.json").read_text())  # type: ignore[no-any-return]
-
-
-def test_registry_names() -> None:
-    assert EXPERIMENTS.names() == [
-        "corruptions", "gen-bandwidths", "gen-correlation", "gen-entropy", "gen-mog",
-        "learning-speed", "memorisation", "metric-ranking", "missing-modes", "mode-collapse",
-        "mode-recovery", "modnet-augment",
-    ]  # fmt: skip
 
 
 def test_missing_modes_on_digits(tmp_path: Path) -> None:

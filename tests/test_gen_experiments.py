@@ -80,6 +80,15 @@ def _files(out: Path) -> None:
         assert (out / name).is_file(), name
 
 
+def test_gen_bandwidths_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gen_bandwidths, "QUICK", gen_bandwidths.Size((2, 40), (250,), 1))
+    outcome = run_experiment("gen-bandwidths", Settings(tmp_path, quick=True, progress=False))
+    assert [(r["l"], r["m"]) for r in outcome.rows] == [(2, 250), (40, 250)]
+    assert 0 < outcome.rows[0]["h"] < 1 and outcome.rows[1]["ours"] == "error"
+    assert "cells agree" in outcome.summary
+    _files(tmp_path)
+
+
 def test_gen_correlation_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(gen_correlation, "QUICK", gen_correlation.Size((2,), (250,), 2, 20))
     outcome = run_experiment("gen-correlation", Settings(tmp_path, quick=True, progress=False))

@@ -1,4 +1,5 @@
-"""The kdegan method (Algorithm 2): contract, code bank, resume, command line."""
+"""The kdegan method (Algorithm 2): code bank, KDE, warnings, state, command line. Its
+resume after a stop between two KDE refits is in test_contract.py."""
 
 from __future__ import annotations
 
@@ -12,14 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from kdegen import runs
 from kdegen.cli import main
-from kdegen.config import RunConfig, TrainConfig, from_dict
+from kdegen.config import from_dict
 from kdegen.methods import Batch, DataSpec, kdegan
 from kdegen.methods.kdegan import KDEGAN, KDEGANConfig, KDEGANWarning
 from kdegen.priors import KDE
 from kdegen.reversal import ReversalConfig
-from kdegen.runs.directory import RunDir
 
 REVERSAL = {f.name for f in dataclasses.fields(ReversalConfig)}
 
@@ -136,23 +135,6 @@ def test_state_round_trip() -> None:
     torch.manual_seed(3)
     lb = b.train_step(Batch(data[:8], None, torch.arange(8)))
     assert {k: float(v) for k, v in la.items()} == {k: float(v) for k, v in lb.items()}
-
-
-def test_resume_is_exact(tmp_path: Path) -> None:
-    def config(steps: int) -> RunConfig:
-        train = TrainConfig(data="ring8:n=400", steps=steps, batch_size=32, log_every=4,
-                            checkpoint_every=100, sample_every=100, seed=2)  # fmt: skip
-        return RunConfig("kdegan", small(refit_every=3, bank_size=64, rev_batch=16), train)
-
-    runs.start(config(24), tmp_path / "full", progress=False)
-    runs.start(config(10), tmp_path / "part", progress=False)
-    runs.resume(tmp_path / "part", progress=False, steps=24)
-
-    def losses(p: Path) -> list[dict[str, float]]:
-        return [{k: v for k, v in r.items() if k.endswith("loss") or k == "step"}
-                for r in RunDir(p).read_metrics()]  # fmt: skip
-
-    assert losses(tmp_path / "full") == losses(tmp_path / "part")
 
 
 SMALL = ["--width", "8", "--latent", "6", "--batch-size", "16", "--log-every", "2",

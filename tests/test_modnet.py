@@ -1,6 +1,7 @@
 """ModNet (thesis Sec. 2.5): the zero delta gives back the input exactly, the combination
 rules against their closed forms, Eq. 2.5 against a direct cross-entropy, both variants'
-contract (a frozen classifier stays frozen), resume, and ``kdegen modnet``."""
+contract (a frozen classifier stays frozen), and ``kdegen modnet``. Resume (separate
+variant) is in test_contract.py."""
 
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ from kdegen.errors import UsageError
 from kdegen.methods import Batch, DataSpec
 from kdegen.methods.modnet import ModNet, ModNetConfig, apply_delta
 from kdegen.nets.unet import UNet, auto_depth
-from kdegen.runs.directory import RunDir
 
 SPEC = DataSpec((1, 8, 8), 10, 64)
 VARIANTS = {
@@ -185,23 +185,6 @@ def test_needs_labelled_images() -> None:
         m.sample(4)  # no training images bound (a loaded run)
 
 
-def test_resume_is_exact(tmp_path: Path) -> None:
-    def config(steps: int) -> RunConfig:
-        train = TrainConfig(data="digits", steps=steps, batch_size=16, log_every=2,
-                            checkpoint_every=100, sample_every=100, seed=3)  # fmt: skip
-        return RunConfig("modnet", ModNetConfig(width=4, variant="separate"), train)
-
-    runs.start(config(6), tmp_path / "full", progress=False)
-    runs.start(config(3), tmp_path / "part", progress=False)
-    runs.resume(tmp_path / "part", progress=False, steps=6)
-
-    def losses(p: Path) -> list[dict[str, float]]:
-        return [{k: v for k, v in r.items() if k.endswith(("loss", "acc")) or k == "step"}
-                for r in RunDir(p).read_metrics()]  # fmt: skip
-
-    assert losses(tmp_path / "full") == losses(tmp_path / "part")
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("modnet") / "run"
@@ -265,11 +248,11 @@ def test_cli_needs_a_modnet_run(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 def test_augmentation_experiment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from kdegen.experiments import modnet_augment as experiment
-    from kdegen.experiments.base import Settings
+    from kdegen.experiments.base import Settings, run_experiment
 
     # the pipeline at a smaller size than --quick (ModNet 20 steps, classifiers 30 updates)
     monkeypatch.setitem(experiment.PLANS, True, experiment.Size(20, 4, 16, 30, 1))
-    outcome = experiment.modnet_augment(Settings(tmp_path, True, "digits", progress=False))
+    outcome = run_experiment("modnet-augment", Settings(tmp_path, True, "digits", progress=False))
     assert [r["n_real"] for r in outcome.rows] == [10, 100, 1000]
     for r in outcome.rows:
         assert r["n_generated"] == 9 * r["n_real"]

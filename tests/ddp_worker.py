@@ -12,6 +12,7 @@ import torch.distributed as dist
 from kdegen import distributed, runs
 from kdegen.config import RunConfig, TrainConfig
 from kdegen.data import load
+from kdegen.methods import METHODS
 from kdegen.methods.gan import GANConfig
 from kdegen.runs.directory import RunDir
 from kdegen.runs.training import Trainer
@@ -38,7 +39,7 @@ def main(out: Path) -> None:
     # different initial weights per process: the trainer must broadcast rank 0's
     torch.manual_seed(ctx.rank)
     method = runs.resolve(config, spec)
-    gan = runs.METHODS.get("gan")(method.options, spec, ctx.device)
+    gan = METHODS.get("gan")(method.options, spec, ctx.device)
     run = RunDir(out / "run") if ctx.is_main else None
     if run is not None:
         run.create(force=False)

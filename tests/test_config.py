@@ -177,3 +177,73 @@ def test_experiment_and_sample_show_their_configs(capsys: pytest.CaptureFixture[
     shown = help_defaults(["sample"], capsys)
     assert shown["--bandwidth"] == KDEGANConfig().kde_bandwidth  # the KDE kdegan trains with
     assert shown["--n"] == str(next(f.default for f in fields(SampleOptions) if f.name == "n"))
+
+
+def class_defaults(cls: type, prefix: str = "") -> dict[str, str]:
+    """The flags of config class ``cls`` that have defaults, as ``--help`` should show them
+    (required and positional fields have none)."""
+    import dataclasses
+
+    out: dict[str, str] = {}
+    for f in fields(cls):
+        if f.metadata.get("positional"):
+            continue
+        if f.default is not dataclasses.MISSING:
+            value = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+        else:
+            continue
+        if isinstance(value, Config):
+            sub = f.metadata.get("prefix")
+            sub = f.name if sub is None else sub
+            out.update(class_defaults(type(value), f"{prefix}{sub}-" if sub else prefix))
+            continue
+        out[f"--{prefix}{f.name.replace('_', '-')}"] = _shown(value)
+    return out
+
+
+def _command_options() -> dict[str, tuple[list[str], type | None]]:
+    """Every command: the argv that asks for its help and the config class it parses."""
+    from kdegen.cli import base, evaluate, latent
+    from kdegen.cli import modnet as modnet_cli
+    from kdegen.cli import train as train_cli
+
+    return {
+        "classify": (["classify"], base.DataOptions),
+        "metrics": (["metrics"], None),
+        "evaluate": (["evaluate"], evaluate.EvaluateOptions),
+        "report": (["report"], evaluate.ReportOptions),
+        "compare": (["compare"], evaluate.CompareOptions),
+        "experiment": (["experiment"], None),  # its --out default is results/NAME: above
+        "reverse": (["reverse"], latent.ReverseOptions),
+        "encode": (["encode"], latent.EncodeOptions),
+        "traverse": (["traverse"], latent.TraverseOptions),
+        "explore": (["explore"], latent.ExploreOptions),
+        "analyze": (["analyze", "latent"], latent.AnalyzeOptions),
+        "novelty": (["novelty"], latent.NoveltyOptions),
+        "modnet": (["modnet"], modnet_cli.ModNetOptions),
+        "datasets": (["datasets"], None),
+        "objectives": (["objectives"], None),
+        "train": (["train"], None),  # per method: test_train_shows_the_defaults_of_each_method
+        "sample": (["sample"], train_cli.SampleOptions),
+    }
+
+
+def test_every_command_is_listed_with_its_options() -> None:
+    from kdegen.cli import COMMANDS
+
+    assert set(_command_options()) == set(COMMANDS), "list a new command in _command_options"
+
+
+@pytest.mark.parametrize("name", sorted(_command_options()))
+def test_every_command_shows_its_config_defaults(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv, options = _command_options()[name]
+    if options is None:
+        with pytest.raises(SystemExit) as stop:
+            main([*argv, "--help"])
+        assert stop.value.code == 0
+        return
+    check(help_defaults(argv, capsys), class_defaults(options))

@@ -8,7 +8,8 @@ text and bounds. :func:`check` enforces them when an instance is made, so the Py
 API and the command line refuse the same values with the same one-line message;
 :func:`to_dict` / :func:`from_dict` are the JSON round trip of ``config.json`` (unknown
 keys and wrong types refused); :mod:`kdegen.cli.flags` derives flags, ``--help``
-defaults and ``--dry-run`` output from the same fields.
+defaults and ``--dry-run`` output from the same fields, and :func:`from_text` reads the
+``name:key=value`` options of a dataset (its options are a config class too).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import json
 import math
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -47,6 +48,7 @@ def option(
     prefix: str | None = None,
     positional: bool = False,
     metavar: str | None = None,
+    parse: Callable[[object], Any] | None = None,
 ) -> Any:
     """A config field: its default (none: required), help text and checks.
 
@@ -56,10 +58,12 @@ def option(
         prefix: for a nested config, the flag prefix of its fields (``rev``: ``--rev-lr``).
         positional: a positional command-line argument instead of a ``--flag``.
         metavar: the value's name in ``--help``.
+        parse: turns text or a Python value into the field's type (ValueError when it
+            cannot) where the type alone does not say how, e.g. digits written ``6789``.
     """
     bounds = {k: v for k, v in {"ge": ge, "gt": gt, "le": le, "lt": lt}.items() if v is not None}
     meta = {"help": help, "bounds": bounds, "finite": finite, "prefix": prefix}
-    meta.update(positional=positional, metavar=metavar)
+    meta.update(positional=positional, metavar=metavar, parse=parse)
     return field(default=default, metadata=meta)
 
 
@@ -301,3 +305,61 @@ def read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UsageError(f"{path} must hold a JSON object")
     return data
+
+
+def from_text(cls: type[C], given: Mapping[str, object]) -> C:
+    """Build config ``cls`` from values given as text (``key=value`` strings) or as Python
+    values: each is converted by its field's ``parse`` or type, then checked as always.
+
+    Raises:
+        FieldError: a value that does not convert or is out of bounds (names the field).
+        TypeError: an unknown key (callers check keys first, to say what is accepted).
+    """
+    types_ = field_types(cls)
+    parsers = {f.name: f.metadata.get("parse") for f in fields(cls)}  # type: ignore[arg-type]
+    values = {}
+    for key, value in given.items():
+        parse = parsers[key]
+        try:
+            values[key] = parse(value) if parse else _from_text(value, types_[key])
+        except ValueError as e:
+            raise FieldError(key, str(e)) from None
+    return cls(**values)
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _from_text(value: object, tp: Any) -> Any:
+    """``value`` converted to type ``tp`` when it is text (or a 0/1 for a bool, a numpy
+    integer for an int); anything else is left for the field check."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if (
+            isinstance(value, str)
+            and value.strip().lower() == "none"
+            and len(args) < len(typing.get_args(tp))
+        ):
+            return None
+        return _from_text(value, args[0]) if len(args) == 1 else value
+    if tp is bool and not isinstance(value, bool):
+        text = str(value).strip().lower()
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+        raise ValueError("expected true/false (1/0, yes/no)")
+    if tp is int and not isinstance(value, bool) and hasattr(value, "__index__"):
+        return int(value)
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if tp is int:
+        try:
+            return int(text.replace("_", ""))
+        except ValueError:
+            raise ValueError("expected an integer") from None
+    if tp is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError("expected a number") from None
+    return text

@@ -10,7 +10,7 @@ from __future__ import annotations
 # Imported for their side effect: each module registers its datasets in DATASETS.
 from kdegen.data import embedded, mixtures, stacked, vision  # noqa: F401
 from kdegen.data.api import DatasetInfo, dataset_infos, load
-from kdegen.data.base import DATASETS, Dataset, ImageData, Option, Request, dataset
+from kdegen.data.base import DATASETS, Dataset, ImageData, Request, dataset
 from kdegen.data.files import save_npz
 
 __all__ = [
@@ -18,7 +18,6 @@ __all__ = [
     "Dataset",
     "DatasetInfo",
     "ImageData",
-    "Option",
     "Request",
     "dataset",
     "dataset_infos",

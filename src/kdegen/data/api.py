@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kdegen.data.base import DATASETS, ImageData, Request, check_split, resolve_options, split_spec
+from kdegen.data.base import (
+    DATASETS,
+    ImageData,
+    Request,
+    check_split,
+    describe_options,
+    resolve_options,
+    split_spec,
+)
 from kdegen.data.files import looks_like_path, read_path
 from kdegen.data.vision import torchvision_available
 from kdegen.errors import UsageError
@@ -92,7 +100,7 @@ def dataset_infos() -> list[DatasetInfo]:
                 entry.num_classes,
                 source,
                 available,
-                tuple(option.describe() for option in entry.options),
+                describe_options(entry.options) if entry.options else (),
             )
         )
     return infos

@@ -9,12 +9,13 @@ arguments into typed values, so no loader parses strings itself.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 import torch
 
+from kdegen.config import Config, FieldError, from_text
 from kdegen.errors import UsageError
 from kdegen.registry import Registry
 
@@ -95,31 +96,8 @@ def uint8_to_unit(array: np.ndarray) -> torch.Tensor:
 # --------------------------------------------------------------------------- options
 
 
-def _parse_bool(value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("expected true/false (1/0, yes/no)")
-
-
-def _parse_int(value: object) -> int:
-    if isinstance(value, bool):
-        raise ValueError("expected an integer")
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    try:
-        return int(str(value).strip().replace("_", ""))
-    except ValueError:
-        raise ValueError("expected an integer") from None
-
-
-def _parse_digits(value: object) -> tuple[int, ...]:
+def parse_digits(value: object) -> tuple[int, ...]:
+    """Digits 0-9 given as ``6789``, ``6+7+8+9`` or an iterable, sorted and deduplicated."""
     if isinstance(value, str):
         text = value.strip()
         parts: Iterable[object] = text.split("+") if "+" in text else list(text)
@@ -138,41 +116,14 @@ def _parse_digits(value: object) -> tuple[int, ...]:
     return tuple(sorted(digits))
 
 
-PARSERS: dict[str, Callable[[object], Any]] = {
-    "bool": _parse_bool,
-    "int": _parse_int,
-    "digits": _parse_digits,
-}
-
-
-@dataclass(frozen=True)
-class Option:
-    """One option a dataset accepts.
-
-    Args:
-        name: the key, as in ``name:key=value``.
-        type: a key of :data:`PARSERS` ("bool", "int", "digits").
-        default: the value used when the option is not given.
-        help: how the default reads in messages, e.g. "10000 train / 2000 test".
-        minimum: for "int" options, the smallest value allowed.
-    """
-
-    name: str
-    type: str
-    default: Any
-    help: str = ""
-    minimum: int | None = None
-
-    def describe(self) -> str:
-        shown = self.help or str(self.default).lower()
-        return f"{self.name} ({self.type}, default {shown})"
-
-    def parse(self, value: object) -> Any:
-        """Convert text or a Python value to this option's type (ValueError if impossible)."""
-        result = PARSERS[self.type](value)
-        if self.minimum is not None and result < self.minimum:
-            raise ValueError(f"must be at least {self.minimum}")
-        return result
+def describe_options(options: type[Config]) -> tuple[str, ...]:
+    """One phrase per option of a dataset's options class: name, kind and default."""
+    out = []
+    for f in fields(options):  # type: ignore[arg-type]
+        kind = f.metadata.get("metavar") or "value"
+        shown = f.metadata.get("help") or str(f.default).lower()
+        out.append(f"{f.name} ({kind}, default {shown})")
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -198,14 +149,14 @@ class Dataset:
     shape: tuple[int, ...]
     kind: str = "image"
     num_classes: int | None = None
-    options: tuple[Option, ...] = ()
+    options: type[Config] | None = None
     downloads: bool = False
 
     def accepted(self) -> str:
         """One phrase listing the options, for error messages."""
-        if not self.options:
+        if self.options is None:
             return f"dataset {self.name} takes no options"
-        return f"{self.name} accepts: " + ", ".join(o.describe() for o in self.options)
+        return f"{self.name} accepts: " + ", ".join(describe_options(self.options))
 
 
 DATASETS: Registry[Dataset] = Registry("dataset")
@@ -219,7 +170,7 @@ def dataset(
     shape: tuple[int, ...],
     kind: str = "image",
     num_classes: int | None = None,
-    options: tuple[Option, ...] = (),
+    options: type[Config] | None = None,
     downloads: bool = False,
 ) -> Callable[[Loader], Loader]:
     """Decorator registering a loader function as the dataset ``name`` in :data:`DATASETS`.
@@ -231,7 +182,7 @@ def dataset(
         shape: the per-sample shape.
         kind: "image" or "points".
         num_classes: number of label classes, or None without labels.
-        options: the options the dataset accepts.
+        options: the config class of the options the dataset accepts (``name:key=value``).
         downloads: whether loading downloads the data.
 
     Returns:
@@ -282,26 +233,23 @@ def resolve_options(entry: Dataset, given: Mapping[str, object]) -> dict[str, An
     Returns:
         A dict with a typed value for every option the dataset declares.
     """
-    declared = {option.name: option for option in entry.options}
+    declared = [] if entry.options is None else [f.name for f in fields(entry.options)]  # type: ignore[arg-type]
     unknown = sorted(set(given) - set(declared))
     if unknown:
         what = "option" if len(unknown) == 1 else "options"
         raise UsageError(
             f"unknown {what} {', '.join(unknown)} for {entry.name}; {entry.accepted()}"
         )
-    values: dict[str, Any] = {}
-    for name, option in declared.items():
-        if name not in given:
-            values[name] = option.default
-            continue
-        try:
-            values[name] = option.parse(given[name])
-        except ValueError as err:
-            raise UsageError(
-                f"bad value {given[name]!r} for option {name} of {entry.name}: "
-                f"{one_line(err)}; {entry.accepted()}"
-            ) from None
-    return values
+    if entry.options is None:
+        return {}
+    try:
+        values = from_text(entry.options, given)
+    except FieldError as err:
+        raise UsageError(
+            f"bad value {given[err.name]!r} for option {err.name} of {entry.name}: "
+            f"{err.detail}; {entry.accepted()}"
+        ) from None
+    return {name: getattr(values, name) for name in declared}
 
 
 def check_split(split: str) -> str:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from kdegen.data.base import ImageData, Option, Request, dataset
+from kdegen.config import Config, option
+from kdegen.data.base import ImageData, Request, dataset, parse_digits
 
 Arrays = dict[str, tuple[np.ndarray, np.ndarray]]  # split -> (images, labels)
 
@@ -44,7 +46,13 @@ def stratified_split(
 
 
 # restrict a labelled set to some classes, e.g. mnist5k:digits=1 (one-class novelty detection)
-CLASSES = Option("digits", "digits", tuple(range(10)), help="0123456789 (all classes)")
+@dataclass(frozen=True)
+class DigitsOptions(Config):
+    """Options of the embedded digit sets (``mnist5k:digits=17``)."""
+
+    digits: tuple[int, ...] = option(
+        tuple(range(10)), "0123456789 (all classes)", parse=parse_digits, metavar="digits"
+    )
 
 
 def _select(images: np.ndarray, labels: np.ndarray, request: Request) -> ImageData:
@@ -114,7 +122,7 @@ def _register(
         sizes=sizes,
         shape=(1, side, side),
         num_classes=10,
-        options=(CLASSES,),
+        options=DigitsOptions,
     )(load_digits)
 
 

@@ -13,11 +13,18 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from kdegen.data.base import ImageData, Option, Request, dataset
+from kdegen.config import Config, option
+from kdegen.data.base import ImageData, Request, dataset
 
 SPLIT_SEEDS = {"train": 1, "test": 2}
 DEFAULT_SIZES = {"train": 50_000, "test": 10_000}
-N_OPTION = Option("n", "int", None, help="50000 train / 10000 test", minimum=1)
+
+
+@dataclass(frozen=True)
+class PointsOptions(Config):
+    """Options of the 2-D mixtures (``ring8:n=5000``)."""
+
+    n: int | None = option(None, "50000 train / 10000 test", ge=1, metavar="int")
 
 
 @dataclass(frozen=True)
@@ -80,7 +87,7 @@ def _register(name: str, mixture: Mixture, description: str) -> None:
         shape=(2,),
         kind="points",
         num_classes=len(mixture.centres),
-        options=(N_OPTION,),
+        options=PointsOptions,
     )(load_points)
 
 

@@ -11,11 +11,13 @@ from the same split of the source. The label is the three-digit number 100a + 10
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from kdegen.data.base import ImageData, Option, Request, dataset
+from kdegen.config import Config, option
+from kdegen.data.base import ImageData, Request, dataset, parse_digits
 from kdegen.data.embedded import Arrays, digits_arrays, mnist5k_arrays
 
 POSITIONS = 3
@@ -67,12 +69,16 @@ def stack_digits(
     return np.concatenate([images[picks[:, k]] for k in range(POSITIONS)], axis=-1)
 
 
-OPTIONS = (
-    Option("bias", "bool", False, help="false"),
-    Option("digits", "digits", tuple(range(10)), help="0123456789"),
-    Option("n", "int", None, help="10000 train / 2000 test", minimum=1),
-    Option("seed", "int", 0, minimum=0),
-)
+@dataclass(frozen=True)
+class StackedOptions(Config):
+    """Options of mnist1000 and digits1000 (``mnist1000:bias=1,digits=6789``)."""
+
+    bias: bool = option(False, "false", metavar="bool")
+    digits: tuple[int, ...] = option(
+        tuple(range(10)), "0123456789", parse=parse_digits, metavar="digits"
+    )
+    n: int | None = option(None, "10000 train / 2000 test", ge=1, metavar="int")
+    seed: int = option(0, ge=0, metavar="int")
 
 
 def _stacked(request: Request, source: Arrays) -> ImageData:
@@ -104,7 +110,7 @@ def _register(name: str, side: int, arrays: Callable[[], Arrays], description: s
         sizes=(DEFAULT_SIZES["train"], DEFAULT_SIZES["test"]),
         shape=(1, side, side * POSITIONS),
         num_classes=1000,
-        options=OPTIONS,
+        options=StackedOptions,
     )(load_stacked)
 
 

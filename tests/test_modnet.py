@@ -282,3 +282,15 @@ def test_modnet_changes_digits_into_their_targets(tmp_path: Path) -> None:
     assert probs is not None
     rate = float((probs.argmax(1).cpu() == target).double().mean())
     assert rate > 0.4, rate
+
+
+def test_learning_rates_default_and_decay_as_for_the_gan_family() -> None:
+    """ModNet shares the GAN family's objective and learning-rate options: 2e-4 for images
+    by default, and --lr-decay linear scales every optimizer (the classifier's too)."""
+    config = ModNetConfig(width=8, variant="separate", lr_decay="linear", lr_d=1e-3)
+    model = ModNet(config, SPEC, torch.device("cpu"))
+    assert model.config.lr_g == 2e-4 and model.config.lr_d == 1e-3
+    model.set_progress(30, 40)
+    assert model.opt_c is not None
+    got = [g["lr"] for opt in (model.opt_g, model.opt_d, model.opt_c) for g in opt.param_groups]
+    assert got == pytest.approx([2e-4 / 4, 1e-3 / 4, 1e-3 / 4])

@@ -41,14 +41,52 @@ DNorm = Literal["auto", "batch", "layer", "none"]
 Decay = Literal["none", "linear"]
 
 
+AOSelf = TypeVar("AOSelf", bound="AdversarialOptions")
 GCSelf = TypeVar("GCSelf", bound="GANConfig")
 
 
 @dataclass(frozen=True)
-class GANConfig(MethodConfig):
-    """Options of the ``gan`` method (flags of the same names)."""
+class AdversarialOptions(MethodConfig):
+    """What every adversarial method (the GAN family, ModNet) sets the same way: the
+    objective and how both players learn."""
 
     objective: str = option("non-saturating", "GAN objective (see `kdegen objectives`)")
+    lr_g: float = option(0.0, "generator learning rate (0: 2e-4 for images, 1e-3 for points)", ge=0)
+    lr_d: float = option(0.0, "discriminator learning rate (0: as for --lr-g)", ge=0)
+    lr_decay: Decay = option("none", "learning-rate schedule: none, or linear to 0 at the end")
+    beta1: float = option(0.5, "Adam beta1", ge=0, lt=1)
+    beta2: float = option(0.999, "Adam beta2", ge=0, lt=1)
+    gp_weight: float = option(0.0, "wgan-gp penalty weight (0: 10 for images, 1 for points)", ge=0)
+    clip: float = option(0.01, "weight clipping bound c (wgan)", gt=0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        OBJECTIVES.get(self.objective)
+
+    def resolved(self: AOSelf, spec: DataSpec) -> AOSelf:
+        """Learning rates and penalty weight for this data."""
+        lr_g = self.lr_g or (2e-4 if spec.is_image else 1e-3)
+        lr_d = self.lr_d or lr_g
+        # Gulrajani et al.'s lambda = 10 is for images; on the 2-D mixtures it blurs the modes
+        gp_weight = self.gp_weight or (10.0 if spec.is_image else 1.0)
+        return replace(self, lr_g=lr_g, lr_d=lr_d, gp_weight=gp_weight)
+
+
+def decay_learning_rates(
+    schedule: Decay, pairs: list[tuple[torch.optim.Optimizer, float]], step: int, total: int
+) -> None:
+    """Set each optimizer's learning rate for ``step`` of ``total`` (linear: to 0 at the end)."""
+    if schedule == "linear":
+        factor = max(0.0, 1.0 - step / total)
+        for opt, lr in pairs:
+            for group in opt.param_groups:
+                group["lr"] = lr * factor
+
+
+@dataclass(frozen=True)
+class GANConfig(AdversarialOptions):
+    """Options of the ``gan`` method (flags of the same names)."""
+
     prior: str = option("normal", "latent prior: normal or uniform")
     latent: int = option(0, "latent dimension k (0: 100 for images, the data's for points)", ge=0)
     arch: str = option("auto", "networks: dcgan, reversal-appendix, mlp, or auto")
@@ -58,13 +96,6 @@ class GANConfig(MethodConfig):
     d_norm: DNorm = option("auto", "discriminator normalisation (auto: layer with a penalty)")
     n_critic: int = option(0, "discriminator steps per generator step (0: 5 for Wasserstein)", ge=0)
     optimizer: GANOptimizer = option("adam", "update rule of both networks")
-    lr_g: float = option(0.0, "generator learning rate (0: 2e-4 for images, 1e-3 for points)", ge=0)
-    lr_d: float = option(0.0, "discriminator learning rate (0: as for --lr-g)", ge=0)
-    lr_decay: Decay = option("none", "learning-rate schedule: none, or linear to 0 at the end")
-    beta1: float = option(0.5, "Adam beta1", ge=0, lt=1)
-    beta2: float = option(0.999, "Adam beta2", ge=0, lt=1)
-    gp_weight: float = option(0.0, "wgan-gp penalty weight (0: 10 for images, 1 for points)", ge=0)
-    clip: float = option(0.01, "weight clipping bound c (wgan)", gt=0)
     minibatch_discrimination: int = option(
         0,
         "minibatch-discrimination kernels B before D's last layer (0: off; Salimans et al.)",
@@ -77,13 +108,13 @@ class GANConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        OBJECTIVES.get(self.objective)
         PRIORS.get(self.prior)
         if self.arch != "auto":
             ARCHS.get(self.arch)
 
     def resolved(self: GCSelf, spec: DataSpec) -> GCSelf:
         """Replace the automatic choices by what they mean for this objective and data."""
+        base = AdversarialOptions.resolved(self, spec)
         wasserstein = OBJECTIVES.get(self.objective).name in ("wgan", "wgan-gp")
         n_critic = self.n_critic or (5 if wasserstein else 1)
         # a per-sample gradient penalty is meaningless through batch statistics
@@ -91,20 +122,7 @@ class GANConfig(MethodConfig):
         d_norm = self.d_norm if self.d_norm != "auto" else ("layer" if penalty else "batch")
         arch = self.arch if self.arch != "auto" else ("dcgan" if spec.is_image else "mlp")
         latent = self.latent or (100 if spec.is_image else spec.shape[0])
-        lr_g = self.lr_g or (2e-4 if spec.is_image else 1e-3)
-        lr_d = self.lr_d or lr_g
-        # Gulrajani et al.'s lambda = 10 is for images; on the 2-D mixtures it blurs the modes
-        gp_weight = self.gp_weight or (10.0 if spec.is_image else 1.0)
-        return replace(
-            self,
-            n_critic=n_critic,
-            d_norm=d_norm,
-            arch=arch,
-            latent=latent,
-            lr_g=lr_g,
-            lr_d=lr_d,
-            gp_weight=gp_weight,
-        )
+        return replace(base, n_critic=n_critic, d_norm=d_norm, arch=arch, latent=latent)
 
 
 def make_optimizer(
@@ -204,11 +222,8 @@ class AdversarialMethod(Method[GC]):
         return self.prior
 
     def set_progress(self, step: int, total: int) -> None:
-        if self.config.lr_decay == "linear":
-            factor = max(0.0, 1.0 - step / total)
-            for opt, lr in ((self.opt_g, self.config.lr_g), (self.opt_d, self.config.lr_d)):
-                for group in opt.param_groups:
-                    group["lr"] = lr * factor
+        pairs = [(self.opt_g, self.config.lr_g), (self.opt_d, self.config.lr_d)]
+        decay_learning_rates(self.config.lr_decay, pairs, step, total)
 
     def train_mode(self) -> None:
         """Put every network in training mode."""

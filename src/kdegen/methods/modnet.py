@@ -68,8 +68,13 @@ from kdegen import distributed
 from kdegen.config import option
 from kdegen.data import ImageData
 from kdegen.errors import UsageError
-from kdegen.methods.base import METHODS, Batch, DataSpec, Losses, Method, MethodConfig
-from kdegen.methods.gan import make_optimizer, update_discriminator
+from kdegen.methods.base import METHODS, Batch, DataSpec, Losses, Method
+from kdegen.methods.gan import (
+    AdversarialOptions,
+    decay_learning_rates,
+    make_optimizer,
+    update_discriminator,
+)
 from kdegen.methods.labelled import (
     batch_labels,
     check_label,
@@ -90,10 +95,10 @@ ModNetNorm = Literal["layer", "batch", "none"]
 
 
 @dataclass(frozen=True)
-class ModNetConfig(MethodConfig):
-    """Options of ``modnet`` (flags of the same names)."""
+class ModNetConfig(AdversarialOptions):
+    """Options of ``modnet`` (flags of the same names; the objective and learning rates as
+    for the GAN family, where the discriminator's rate is also the classifier's)."""
 
-    objective: str = option("non-saturating", "GAN objective (Eq. 2.3-2.4: non-saturating)")
     variant: Variant = option("shared", "shared: D also classifies; separate: its own classifier")
     lam: float = option(
         2.0, "weight lambda of the L1 penalty (mean absolute change per pixel)", ge=0
@@ -109,12 +114,6 @@ class ModNetConfig(MethodConfig):
     depth: int = option(0, "U-Net halvings (0: while the image side is at least 8)", ge=0)
     d_norm: ModNetNorm = option("layer", "discriminator normalisation")
     g_steps: int = option(1, "generator updates per discriminator update (k of the box)", ge=1)
-    lr_g: float = option(2e-4, "generator learning rate (Adam)", gt=0)
-    lr_d: float = option(2e-4, "discriminator and classifier learning rate (Adam)", gt=0)
-    beta1: float = option(0.5, "Adam beta1", ge=0, lt=1)
-    beta2: float = option(0.999, "Adam beta2", ge=0, lt=1)
-    gp_weight: float = option(10.0, "wgan-gp penalty weight", ge=0)
-    clip: float = option(0.01, "weight clipping bound c (wgan)", gt=0)
     pretrain_epochs: int = option(0, "--variant separate: classifier epochs before the GAN", ge=0)
     freeze_classifier: bool = option(False, "--variant separate: never update the classifier")
     classify_fakes: bool = option(
@@ -123,7 +122,6 @@ class ModNetConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        OBJECTIVES.get(self.objective)
         if self.variant == "shared" and (self.pretrain_epochs or self.freeze_classifier):
             raise UsageError("--pretrain-epochs and --freeze-classifier need --variant separate")
         if self.freeze_classifier and not self.pretrain_epochs:
@@ -159,6 +157,7 @@ class ModNet(Method[ModNetConfig]):
     Config = ModNetConfig
 
     def __init__(self, config: ModNetConfig, spec: DataSpec, device: torch.device) -> None:
+        config = config.resolved(spec)
         super().__init__(config, spec, device)
         if not spec.is_image:
             raise UsageError(f"--method modnet needs images, the data has shape {spec.shape}")
@@ -195,6 +194,12 @@ class ModNet(Method[ModNetConfig]):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         opts = {"G": self.opt_g, "D": self.opt_d}
         return {**opts, **({"C": self.opt_c} if self.opt_c is not None else {})}
+
+    def set_progress(self, step: int, total: int) -> None:
+        lr_g, lr_d = self.config.lr_g, self.config.lr_d
+        pairs = [(self.opt_g, lr_g), (self.opt_d, lr_d)]
+        pairs += [(self.opt_c, lr_d)] if self.opt_c is not None else []
+        decay_learning_rates(self.config.lr_decay, pairs, step, total)
 
     def extra_state(self) -> dict[str, Any]:
         return {"pretrained": self.pretrained}

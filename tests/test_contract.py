@@ -344,6 +344,8 @@ EXPERIMENT_TESTS: dict[str, str] = {
     "mode-collapse": "test_mode_collapse.py::test_tiny_run_writes_table_json_and_plot",
     "mode-recovery": "test_mode_recovery.py::test_tiny_mode_recovery_on_mnist1000",
     "modnet-augment": "test_modnet.py::test_augmentation_experiment",
+    "random-reversal":
+        "test_kdegan_experiments.py::test_tiny_random_reversal_separates_k_below_and_above_the_pixels",
 }  # fmt: skip
 
 

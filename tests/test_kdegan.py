@@ -176,6 +176,7 @@ def test_cli_analyze_latent(run: Path, tmp_path: Path) -> None:
     summary = json.loads((out / "latent.json").read_text())
     assert len(summary["mmd_curve"]) == 6 and len(summary["random_loss_curve"]) == 6
     assert summary["ratio_trained_codes"] > 0 and summary["ratio_random_tsne"] > 0
+    assert summary["ratio_noise_codes"] > 0 and summary["ratio_noise_tsne"] > 0
     for png in ("tsne.png", "holdout.png", "mmd.png", "random_loss.png",
                 "random_reconstructions.png"):  # fmt: skip
         assert (out / png).is_file()
@@ -286,3 +287,15 @@ def test_analysis_refuses_codes_without_spread() -> None:
     with pytest.raises(UsageError, match="NaN"):
         _check_spread(torch.tensor([[0.0, math.nan], [1.0, 2.0]]), "trained")
     _check_spread(torch.randn(10, 4), "trained")
+
+
+def test_cluster_ratio_of_codes_that_carry_nothing() -> None:
+    """Fig. 3's ratio for N(0, I) codes labelled at random: class centroids of n_c codes
+    lie sqrt(2 k / n_c) apart and codes sqrt(k (1 - 1/n_c)) from their centroid, so the
+    ratio is about sqrt(2 / (n_c - 1)): 0.142 for 100 codes a class (the paper's random
+    generator: 0.1)."""
+    from kdegen import latent
+
+    z = torch.randn(1000, 100, generator=torch.Generator().manual_seed(0))
+    ratio = latent.cluster_ratio(z, torch.arange(1000) % 10)
+    assert ratio == pytest.approx(math.sqrt(2 / 99), rel=0.1)

@@ -80,3 +80,17 @@ def test_tiny_memorisation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     again = run_experiment("memorisation", settings)  # the finished runs are reused
     assert checkpoint.stat().st_mtime_ns == before
     assert again.rows == outcome.rows
+
+
+def test_tiny_random_reversal_separates_k_below_and_above_the_pixels(tmp_path: Path) -> None:
+    """Figs. 1-2 at the quick size (digits, 64 pixels): a random generator with k = 100
+    reconstructs digits the classifier reads, one with k = 16 does not."""
+    settings = Settings(tmp_path / "rr", quick=True, progress=False)
+    outcome = run_experiment("random-reversal", settings)
+    by = {(r["generator"], r["k"]): r for r in outcome.rows}
+    small, large = by[("random", 16)], by[("random", 100)]
+    assert large["loss_400"] < large["loss_5"] / 10  # the error falls fast
+    assert large["classifier_accuracy"] > 0.8 > 0.3 > small["classifier_accuracy"]
+    assert small["loss_400"] > 10 * large["loss_400"]
+    assert "k >= pixels" in outcome.summary
+    assert (settings.out / "digits-reconstructions.png").stat().st_size > 0

@@ -8,7 +8,9 @@
 * Fig. 10: holdout log-likelihood of reversed test codes under a KDE of training codes,
   against the KDE bandwidth.
 * Figs. 1-2: reconstruction loss against steps for the random-weight generator, and a grid
-  of reconstructions after 5, 20 and ``curve_steps`` steps.
+  of reconstructions after 5, 20 and ``curve_steps`` steps. They show digits only when
+  the latent dimension reaches the number of pixels (``kdegen experiment
+  random-reversal`` measures this); with the run's smaller k they stay noise.
 * Fig. 4: MMD^2 between real and generated codes against reversal steps.
 
 The random-weight generator is the run's network re-initialised with PyTorch's default

@@ -218,3 +218,36 @@ def test_console_script_prints_no_traceback(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "target", "says"),
+    [
+        (["evaluate", "--reference", "ring8", "--metrics", "mmd"], "config.json", "own"),
+        (["sample", "--n", "8"], "checkpoints/latest.npz", "inside"),
+        (["sample", "--n", "8"], "samples/mine.png", "inside"),
+    ],
+)
+def test_outputs_never_replace_a_runs_own_files(
+    trained: Path,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+    target: str,
+    says: str,
+) -> None:
+    """`evaluate --out R/config.json` once left a run unloadable: a run's config and the
+    files in its checkpoints/ and samples/ are refused as --out (one line, exit 2, nothing
+    changed); its eval.json stays the default output of `evaluate`."""
+    argv = [command[0], str(trained), *command[1:], "--out", str(trained / target)]
+    assert says in fails_cleanly(argv, capsys, trained)
+
+
+def test_a_refused_forced_start_leaves_the_old_run(
+    trained: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`train --force` with a batch larger than the data used to wipe the old run and then
+    refuse: every check now runs before the run directory changes."""
+    argv = ["train", *SMALL, "--data", "ring8:n=500", "--steps", "6", "--force"]
+    argv += ["--batch-size", "100000000", "--out", str(trained)]  # the last flag counts
+    line = fails_cleanly(argv, capsys, trained)
+    assert "lower --batch-size" in line

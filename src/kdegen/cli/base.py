@@ -55,4 +55,23 @@ def output_path(value: str, suffixes: tuple[str, ...]) -> Path:
         raise UsageError(f"--out {out}: give a file name ending in {' or '.join(suffixes)}")
     if not out.parent.is_dir():
         raise UsageError(f"--out {out}: folder {out.parent} does not exist")
+    _not_a_runs_own(out)
     return out
+
+
+RUN_FILES = ("config.json", "metrics.jsonl", "report.md")  # what only the run's writers write
+RUN_FOLDERS = ("checkpoints", "samples")
+
+
+def _not_a_runs_own(out: Path) -> None:
+    """Refuse ``out`` when it would replace a file that a run directory holds for itself
+    (its config, log, checkpoints or sample grids): the run would become unloadable."""
+    from kdegen.runs import is_run_dir
+
+    parent = out.resolve().parent
+    if is_run_dir(parent) and out.name in RUN_FILES:
+        raise UsageError(f"--out {out} is the run's own {out.name}; write the output elsewhere")
+    if parent.name in RUN_FOLDERS and is_run_dir(parent.parent):
+        raise UsageError(
+            f"--out {out} is inside the run's {parent.name}/ folder; write the output elsewhere"
+        )

@@ -88,11 +88,14 @@ def start(config: RunConfig, out: str | Path, force: bool = False, progress: boo
     if ctx.is_main:
         run.check_new(force)
     evaluator = _evaluator(config.train, ctx, progress)
+    # the trainer checks batch sizes and binds the data (labels, shapes) before the disk
+    # changes: a refused start leaves a forced --out as it was
+    trainer = _trainer(method, data, config.train, run, ctx, None, progress, evaluator)
     if ctx.is_main:
         run.create(force)
         config.save(run.config)
     _barrier()
-    _train(method, data, config.train, run, ctx, None, progress, evaluator)
+    trainer.fit()
     return run
 
 
@@ -123,11 +126,12 @@ def resume(out: str | Path, progress: bool = True, **overrides: Any) -> RunDir:
     method = build_method(config, spec, ctx.device)
     method.load_state_dict(state["method"])
     evaluator = _evaluator(train_cfg, ctx, progress)
+    trainer = _trainer(method, data, train_cfg, run, ctx, state["trainer"], progress, evaluator)
     if ctx.is_main:
         config.save(run.config)
         run.truncate_metrics(int(state["step"]))
     _barrier()
-    _train(method, data, train_cfg, run, ctx, state["trainer"], progress, evaluator)
+    trainer.fit()
     return run
 
 
@@ -144,7 +148,7 @@ def _evaluator(config: TrainConfig, ctx: distributed.Context, progress: bool) ->
     )
 
 
-def _train(
+def _trainer(
     method: Method,
     data: ImageData,
     config: TrainConfig,
@@ -153,11 +157,12 @@ def _train(
     trainer_state: dict[str, Any] | None,
     progress: bool,
     evaluator: Any = None,
-) -> None:
+) -> Trainer:
+    """The trainer of a run, ready to fit (it writes nothing until then)."""
     trainer = Trainer(method, data.images, data.labels, config, run, ctx, progress, evaluator)
     if trainer_state is not None:
         trainer.load_state_dict(trainer_state)
-    trainer.fit()
+    return trainer
 
 
 def _barrier() -> None:

@@ -199,7 +199,8 @@ def test_checkpoint_with_code_is_refused(
     line = fails_cleanly(
         ["sample", str(trained), "--out", str(tmp_path / "s.png")], capsys, tmp_path
     )
-    assert "corrupt" in line and "pwned" not in capsys.readouterr().out
+    # it says what the file is (it was reported as "corrupt or truncated")
+    assert "holds pickled Python objects" in line and "pwned" not in capsys.readouterr().out
 
 
 def test_resume_rejects_other_options(
@@ -251,3 +252,43 @@ def test_a_refused_forced_start_leaves_the_old_run(
     argv += ["--batch-size", "100000000", "--out", str(trained)]  # the last flag counts
     line = fails_cleanly(argv, capsys, trained)
     assert "lower --batch-size" in line
+
+
+def test_flags_are_never_abbreviations(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--m` after `--method gen` is GEN's --m (it was read as --method); --meth is refused."""
+    argv = ["train", "--method", "gen", "--m", "500", "--data", "ring8", "--dry-run"]
+    assert main(argv) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["method"] == "gen" and printed["options"]["m"] == 500
+    assert main(["train", "--meth", "gan", "--data", "ring8", "--dry-run"]) == 2
+    assert "unrecognized arguments: --meth" in capsys.readouterr().err
+
+
+def test_resume_refuses_fewer_steps_and_another_method(
+    trained: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run at step 6 resumed with --steps 3 used to say "trained to step 3" and rewrite
+    config.json; --method on resume was ignored."""
+    line = fails_cleanly(["train", "--resume", str(trained), "--steps", "3"], capsys, trained)
+    assert "at step 6" in line and "at least 6" in line
+    line = fails_cleanly(["train", "--resume", str(trained), "--method", "gen"], capsys, trained)
+    assert "--method gen" in line and "cannot be combined with --resume" in line
+
+
+def test_config_json_must_hold_every_section(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A config.json without `train` silently trained on mnist5k."""
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"method": "gan", "options": {}}))
+    line = fails_cleanly(["train", "--config", str(config), "--dry-run"], capsys, tmp_path)
+    assert "missing train" in line
+
+
+def test_resume_of_a_file_says_it_is_a_file(
+    trained: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--resume` of a file said "no such run directory"."""
+    latest = trained / "checkpoints/latest.pt"
+    line = fails_cleanly(["train", "--resume", str(latest)], capsys, trained)
+    assert "is a file, not a run directory" in line

@@ -287,6 +287,12 @@ class RunConfig:
         unknown = sorted(set(data) - {"method", "options", "train"})
         if unknown:
             raise UsageError(f"{where}: unknown key(s) {', '.join(unknown)}")
+        missing = [k for k in ("method", "options", "train") if k not in data]
+        if missing:  # a missing train section would silently mean mnist5k
+            raise UsageError(
+                f"{where}: missing {', '.join(missing)}; a run config holds method, options "
+                "and train (write the defaults out with `kdegen train ... --dry-run`)"
+            )
         return RunConfig(
             method=str(data["method"]),
             options=from_dict(options_class, data.get("options", {}), f"{where}: options"),

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NoReturn
+from typing import Any, Literal, NoReturn
 
 from kdegen.config import Config, option
 from kdegen.errors import UsageError
@@ -25,7 +25,12 @@ class DataOptions(Config):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse that reports mistakes as one line and exit code 2."""
+    """argparse that reports mistakes as one line and exit code 2, and takes flags only as
+    written in full (``--m`` is GEN's ``--m``, never an abbreviation of ``--method``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see `{self.prog} --help`)")

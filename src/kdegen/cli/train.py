@@ -142,6 +142,8 @@ def _resume(args: argparse.Namespace, session: TrainSession, method: str) -> int
     cls = METHODS.get(method)
     changed = flags_given(cls.Config, args)
     changed += [f"--{k}" for k in ("config", "preset", "out", "force") if getattr(session, k)]
+    if "method" in given(TrainSession, args) and session.method != method:
+        changed.append(f"--method {session.method} (the run's method is {method})")
     if changed:
         raise UsageError(
             f"{changed[0]} cannot be combined with --resume; "

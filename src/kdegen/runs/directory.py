@@ -67,6 +67,8 @@ class RunDir:
 
     def check_existing(self) -> None:
         """Fail unless this is a run directory with a config and a checkpoint."""
+        if self.path.is_file():
+            raise UsageError(f"{self.path} is a file, not a run directory; give the run's folder")
         if not self.path.is_dir():
             raise UsageError(f"no such run directory: {self.path}")
         if not self.config.is_file():
@@ -142,6 +144,11 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for damaged files
+        if "unsupported global" in str(e).lower():  # a pickled object, not damage
+            raise UsageError(
+                f"{path} holds pickled Python objects, which can run code: kdegen will not "
+                "load it (its checkpoints hold tensors and plain data only)"
+            ) from None
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
         raise UsageError(
             f"checkpoint {path} is corrupt or truncated ({reason}); delete it and resume from "

@@ -120,6 +120,11 @@ def resume(out: str | Path, progress: bool = True, **overrides: Any) -> RunDir:
     train_cfg: TrainConfig = replace(config.train, overrides)
     config = RunConfig(config.method, config.options, train_cfg)
     state = run.load_checkpoint()
+    if train_cfg.steps < int(state["step"]):
+        raise UsageError(
+            f"{run.path} is at step {state['step']}; --steps {train_cfg.steps} would train "
+            f"backwards: give --steps of at least {state['step']}"
+        )
     ctx = distributed.setup(train_cfg.device)
     data = load(train_cfg.data)
     spec = spec_of(data)

@@ -295,3 +295,14 @@ def test_entropy_of_standard_normal_matches_table2() -> None:
     # GENs Table 2, "Standard Normal", l = 8, m = 2000: 11.621 +- 0.0597 (over 5 draws)
     got = check_normal_entropy(8, 2000)
     assert abs(got - 11.621) < 2 * 0.0597
+
+
+def test_entropy_and_log_density_refuse_bad_input_in_one_line() -> None:
+    """kde_entropy on NaN codes said "the ml bandwidth did not converge"; kde_log_prob with
+    mismatched dimensions raised a bare ValueError (issue 14, 17)."""
+    z = torch.randn(50, 3, generator=torch.Generator().manual_seed(0))
+    z[2, 1] = math.nan
+    with pytest.raises(UsageError, match="NaN or infinite"):
+        kde_entropy(z)
+    with pytest.raises(UsageError, match=r"\(4, 3\) and \(5, 2\)"):
+        kde_log_prob(torch.randn(4, 3), torch.randn(5, 2), 0.3)

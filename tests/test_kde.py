@@ -111,7 +111,17 @@ def test_nn_bandwidth_against_a_direct_computation() -> None:
     expected = float(d.min(1).values.median()) / 5**0.5
     assert select_bandwidth(doubled, "nn") == pytest.approx(expected, rel=1e-9)
     assert select_bandwidth(doubled, "0.3*nn") == pytest.approx(0.3 * expected, rel=1e-9)
-    assert select_bandwidth(codes[:1].repeat(4, 1), "nn") == 1.0  # one distinct code: its spread
+
+
+@pytest.mark.parametrize("rule", ["nn", "std", "scott", "silverman", "ml", "0.3*nn"])
+def test_rules_refuse_codes_without_spread(rule: str) -> None:
+    """One code, or copies of one code, have no scale: a rule used to fall back silently
+    on h = 1; now it says so (a number still works)."""
+    one = torch.randn(1, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for codes in (one, one.repeat(4, 1)):
+        with pytest.raises(UsageError, match="not all equal"):
+            select_bandwidth(codes, rule)
+    assert select_bandwidth(one.repeat(4, 1), 0.2) == 0.2
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -79,3 +81,17 @@ def test_bad_inputs() -> None:
         mmd2(torch.full((5, 2), float("nan")), torch.zeros(5, 2))
     with pytest.raises(UsageError, match="positive"):
         mmd2(torch.zeros(5, 2), torch.ones(5, 2), bandwidth=0.0)
+
+
+def test_mmd2_is_float64_and_refuses_an_infinite_bandwidth() -> None:
+    """mmd2 on float32 features computed in float32 while mmd_test promoted to float64
+    (issue 14, 16); an infinite bandwidth was accepted (17)."""
+    g = torch.Generator().manual_seed(0)
+    a, b = (
+        torch.randn(300, 4, generator=g) * 1e3 + 5e3,
+        torch.randn(200, 4, generator=g) * 1e3 + 5e3,
+    )
+    h = 800.0
+    assert mmd2(a, b, bandwidth=h) == mmd2(a.double(), b.double(), bandwidth=h)
+    with pytest.raises(UsageError, match="positive and finite"):
+        mmd2(a, b, bandwidth=math.inf)

@@ -174,7 +174,11 @@ def kde_log_prob(
     """
     if not (bandwidth > 0 and math.isfinite(bandwidth)):
         raise UsageError(f"the KDE bandwidth must be positive and finite, got {bandwidth}")
-    _check(z, centres)
+    if z.dim() != 2 or centres.dim() != 2 or z.shape[1] != centres.shape[1]:
+        raise UsageError(
+            f"kde_log_prob: need (n, d) queries and (m, d) centres, got {tuple(z.shape)} "
+            f"and {tuple(centres.shape)}"
+        )
     if centres.shape[0] == 0:
         raise UsageError("the KDE has no centres")
     _finite(z.detach(), "query points")

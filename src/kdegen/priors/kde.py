@@ -76,7 +76,12 @@ def select_bandwidth(codes: Tensor, rule: float | str, block: int = 2048) -> flo
     if factor:
         return float(factor) * select_bandwidth(codes, name, block)
     n, d = codes.shape
-    sigma = spread(codes) or 1.0
+    sigma = spread(codes)
+    if n < 2 or sigma == 0:
+        raise UsageError(
+            f"the {name} bandwidth rule needs at least 2 codes that are not all equal, got "
+            f"{n} with spread {sigma:g}; give the bandwidth as a number"
+        )
     if name == "std":
         return sigma
     if name == "nn":
@@ -89,8 +94,6 @@ def select_bandwidth(codes: Tensor, rule: float | str, block: int = 2048) -> flo
         return sigma * n ** (-1.0 / (d + 4))
     if name == "silverman":
         return sigma * (n * (d + 2) / 4.0) ** (-1.0 / (d + 4))
-    if n < 2:
-        raise UsageError("the ml bandwidth needs at least 2 codes")
     return _ml_fixed_point(codes.double(), sigma * n ** (-1.0 / (d + 4)), block)
 
 

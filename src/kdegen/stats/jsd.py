@@ -52,6 +52,8 @@ def _as_codes(x: Tensor, name: str, dim: int | None = None) -> Tensor:
     if t.dim() != 2 or t.shape[0] == 0 or (dim is not None and t.shape[1] != dim):
         want = f"(n, {dim})" if dim is not None else "(n, l)"
         raise UsageError(f"{name} must be a non-empty {want} array, got shape {tuple(t.shape)}")
+    if not bool(torch.isfinite(t).all()):
+        raise UsageError(f"{name} contains NaN or infinite values; check what produced them")
     return t if t.is_floating_point() else t.double()
 
 

@@ -15,6 +15,7 @@ how the two samples happen to be paired and needs n = m, so kdegen uses the form
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -69,10 +70,12 @@ def mmd2(
         block: tile size of the kernel sums (the value does not depend on it).
 
     Returns:
-        The estimate (may be slightly negative when the distributions are equal).
+        The estimate (may be slightly negative when the distributions are equal),
+        computed in float64 whatever the input's precision.
     """
     a, b = _as_features(a, "first sample"), _as_features(b, "second sample")
     _check_pair(a, b)
+    a, b = a.double(), b.double()  # the precision of mmd_test's statistic
     h = median_bandwidth(a, b) if bandwidth is None else _check_bandwidth(bandwidth)
     n, m = a.shape[0], b.shape[0]
     s_aa = kernels.gaussian_kernel_sum(a, a, h, exclude_diagonal=True, block=block)
@@ -82,8 +85,8 @@ def mmd2(
 
 
 def _check_bandwidth(h: float) -> float:
-    if not h > 0:
-        raise UsageError(f"kernel bandwidth must be positive, got {h}")
+    if not (h > 0 and math.isfinite(h)):
+        raise UsageError(f"kernel bandwidth must be positive and finite, got {h}")
     return float(h)
 
 

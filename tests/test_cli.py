@@ -292,3 +292,24 @@ def test_resume_of_a_file_says_it_is_a_file(
     latest = trained / "checkpoints/latest.pt"
     line = fails_cleanly(["train", "--resume", str(latest)], capsys, trained)
     assert "is a file, not a run directory" in line
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--beta1", "2"], "--beta1 must be < 1"),
+        (["--lr-d", "nan"], "--lr-d must be a finite number"),
+        (["--lr-g", "inf"], "--lr-g must be a finite number"),
+    ],
+)
+def test_float_options_are_finite_and_in_range(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], says: str
+) -> None:
+    """Issue 14, 7: these gave tracebacks, or trained NaN with exit 0, before every float
+    option was checked by its config field (finite by default, with its bounds)."""
+    argv = ["train", "--data", "ring8", "--out", str(tmp_path / "r"), *flags]
+    assert says in fails_cleanly(argv, capsys, tmp_path)
+    config = tmp_path / "c.json"
+    config.write_text('{"method": "gan", "options": {"lr_g": NaN}, "train": {}}')
+    line = fails_cleanly(["train", "--config", str(config), "--dry-run"], capsys, tmp_path)
+    assert "options.lr_g: must be a finite number" in line

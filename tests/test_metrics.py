@@ -7,6 +7,7 @@ output of kdegen; block-size invariance is checked to 1e-9 in float64.
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -163,6 +164,21 @@ def test_inception_score_matches_direct_formula() -> None:
         py = part.mean(0)
         scores.append(np.exp((part * (np.log(part) - np.log(py))).sum(1).mean()))
     r = M.inception_score(p, splits=3)
+    assert r.mean == pytest.approx(np.mean(scores), rel=1e-12)
+    assert r.std == pytest.approx(np.std(scores), rel=1e-9)
+
+
+def test_inception_score_parts_are_torch_fidelitys_when_n_is_not_divisible() -> None:
+    """torch-fidelity cuts at i * N // splits (issue 14, 18): with N = 23 and 4 splits the
+    parts hold 5, 6, 6, 6 rows (tensor_split gave 6, 6, 6, 5)."""
+    logits = rng.normal(size=(23, 5)) * 2
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    bounds = [0, 5, 11, 17, 23]  # i * 23 // 4
+    scores = []
+    for lo, hi in itertools.pairwise(bounds):
+        part = p[lo:hi]
+        scores.append(np.exp((part * (np.log(part) - np.log(part.mean(0)))).sum(1).mean()))
+    r = M.inception_score(p, splits=4)
     assert r.mean == pytest.approx(np.mean(scores), rel=1e-12)
     assert r.std == pytest.approx(np.std(scores), rel=1e-9)
 

@@ -7,8 +7,9 @@ al., thesis Eq. 3.3) with its constant numerator dropped is Eq. 3.4:
     DDM(T, G) = -(1/|T|) sum_t log[ (1/|G|) sum_g exp(-D(t, g)) ],
 
 with D the distance between mixture centres: ``scale * ||t - g||^2`` ("sqeuclidean",
-the default) or ``scale * ||t - g||`` ("euclidean"). Lower is better; having dropped
-a constant it is not bounded below by 0 and may be negative (thesis Sec. 3.2). The thesis
+the default) or ``scale * ||t - g||`` ("euclidean"). Lower is better. Having dropped
+a constant it is no longer a KL divergence, but it cannot be negative: D >= 0 makes
+every exp(-D) at most 1, so every log is at most 0 (up to rounding). The thesis
 computes it on classifier logits (hypercolumns and prelogits work as well, Sec. 3.4.3).
 
 Eq. 3.5, the relative form, compares train R with test T and with generated G:

@@ -68,7 +68,8 @@ def inception_score(probs: Array, splits: int = 10) -> InceptionScore:
 
     Args:
         probs: p(y|x) rows (non-negative, summing to 1), e.g. Inception softmax outputs.
-        splits: consecutive parts the samples are cut into (shuffle first if sorted).
+        splits: consecutive parts the samples are cut into (shuffle first if sorted), at
+            rows i n // splits as torch-fidelity does, so that both agree for any n.
 
     Returns:
         Mean and std over the parts.
@@ -76,7 +77,9 @@ def inception_score(probs: Array, splits: int = 10) -> InceptionScore:
     splits = at_least(splits, 1, "splits")
     p = as_probabilities(probs, "probs", min_rows=splits)
     scores = []
-    for part in torch.tensor_split(p, splits):
+    n = p.shape[0]
+    for i in range(splits):  # torch-fidelity's parts: rows i n // splits to (i + 1) n // splits
+        part = p[i * n // splits : (i + 1) * n // splits]
         marginal = part.mean(0, keepdim=True)  # (1, classes)
         scores.append(math.exp(float(_kl_rows(part, marginal).mean())))
     s = torch.tensor(scores, dtype=torch.float64)

@@ -313,3 +313,25 @@ def test_float_options_are_finite_and_in_range(
     config.write_text('{"method": "gan", "options": {"lr_g": NaN}, "train": {}}')
     line = fails_cleanly(["train", "--config", str(config), "--dry-run"], capsys, tmp_path)
     assert "options.lr_g: must be a finite number" in line
+
+
+def test_sample_refuses_a_diverged_run(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 14, 8: `sample` of a run whose weights are NaN wrote NaN samples with exit 0."""
+    import torch
+
+    latest = trained / "checkpoints/latest.pt"
+    state = torch.load(latest, weights_only=True)
+
+    def poison(x: object) -> object:
+        if isinstance(x, torch.Tensor) and x.is_floating_point():
+            return torch.full_like(x, float("nan"))
+        if isinstance(x, dict):
+            return {k: poison(v) for k, v in x.items()}
+        return x
+
+    torch.save({**state, "method": poison(state["method"])}, latest)
+    out = tmp_path / "s.npz"
+    line = fails_cleanly(["sample", str(trained), "--out", str(out)], capsys, tmp_path)
+    assert "NaN or infinite samples" in line and not out.exists()

@@ -189,3 +189,35 @@ def test_mode_recovery_gives_a_critic_its_batches_per_step() -> None:
     seen = _record_batches(method)
     mode_recovery._train(method, data, steps=2, seed=0, label="wgan", progress=False)
     assert [len(i) for i in seen] == [3 * mode_recovery.BATCH] * 2
+
+
+def test_divergence_stops_with_the_last_good_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14, 8: a loss that turns NaN stops the run at the next record with the step and
+    the loss named; the checkpoint written before it is kept, metrics.jsonl holds no NaN,
+    and the CLI exits 1 with one line."""
+    from kdegen.cli import main
+    from kdegen.methods.gan import GAN
+    from kdegen.runs.training import TrainingDiverged
+
+    step = GAN.train_step
+    calls = {"n": 0}
+
+    def nan_after_12(self, batch):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        losses = step(self, batch)
+        return {**losses, "d_loss": torch.tensor(float("nan"))} if calls["n"] > 12 else losses
+
+    monkeypatch.setattr(GAN, "train_step", nan_after_12)
+    config = small_config(40)  # records every 5 steps, checkpoints every 10
+    with pytest.raises(TrainingDiverged, match="by step 15: d_loss") as stop:
+        runs.start(config, tmp_path / "run", progress=False)
+    assert stop.value.saved == 10
+    text = (tmp_path / "run/metrics.jsonl").read_text()
+    assert "NaN" not in text and [json.loads(r)["step"] for r in text.splitlines()] == [5, 10]
+    assert load_checkpoint(tmp_path / "run/checkpoints/latest.pt")["step"] == 10
+    calls["n"] = 0
+    argv = ["train", "--data", RING, "--latent", "4", "--hidden", "32", "--layers", "2"]
+    argv += ["--steps", "40", "--log-every", "5", "--no-progress", "--out", str(tmp_path / "cli")]
+    assert main(argv) == 1

@@ -14,7 +14,7 @@ from kdegen import __version__
 from kdegen.cli import classify, evaluate, experiment, latent, modnet, train
 from kdegen.cli.base import COMMANDS
 from kdegen.errors import UsageError, one_line, show_warning
-from kdegen.runs.training import TrainingInterrupted
+from kdegen.runs.training import TrainingDiverged, TrainingInterrupted
 
 __all__ = ["COMMANDS", "classify", "evaluate", "experiment", "latent", "main", "modnet", "train"]
 
@@ -39,6 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         print(f"kdegen: error: {one_line(str(e))}", file=sys.stderr)
         return 2
+    except TrainingDiverged as e:
+        print(f"kdegen: error: {one_line(str(e))}", file=sys.stderr)
+        return 1
     except TrainingInterrupted as e:
         print(
             f"kdegen: stopped at step {e.step} with a checkpoint; continue with "

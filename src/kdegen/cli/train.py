@@ -212,6 +212,11 @@ def cmd_sample(argv: list[str]) -> int:
         print(f"KDE over {len(codes)} codes, bandwidth {kde.bandwidth:.4g}")
     else:
         samples = loaded.method.sample(args.n, generator=rng)
+    if not bool(torch.isfinite(samples).all()):
+        raise UsageError(
+            f"{args.run} produced NaN or infinite samples (its weights diverged at step "
+            f"{loaded.step}); sample an earlier numbered checkpoint or train it again"
+        )
     _write_samples(samples, out)
     print(f"wrote {args.n} samples of step {loaded.step} to {out}")
     return 0

@@ -8,6 +8,7 @@ read with ``torch.load(weights_only=True)``: loading a file never runs code.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from collections.abc import Mapping
@@ -86,8 +87,13 @@ class RunDir:
     # ----- metrics log -----------------------------------------------------------------
 
     def append_metrics(self, record: Mapping[str, Any]) -> None:
+        """Append one JSON line; NaN and infinite numbers become null (they are not JSON)."""
+        clean = {
+            k: None if isinstance(v, float) and not math.isfinite(v) else v
+            for k, v in record.items()
+        }
         with self.metrics.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps(clean, allow_nan=False) + "\n")
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """All records of metrics.jsonl (a torn last line from a crash is skipped)."""

@@ -9,6 +9,7 @@ interrupted and resumed logs exactly the losses of a run that never stopped.
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 import time
@@ -36,6 +37,22 @@ class TrainingInterrupted(Exception):
     def __init__(self, step: int, run: str | None = None) -> None:
         super().__init__(f"interrupted at step {step}")
         self.step, self.run = step, run
+
+
+class TrainingDiverged(Exception):
+    """A loss became NaN or infinite: training stopped without checkpointing the bad state."""
+
+    def __init__(self, step: int, loss: str, run: str | None, saved: int | None) -> None:
+        kept = (
+            f"the last good checkpoint (step {saved}) is kept in {run}/checkpoints"
+            if run is not None and saved is not None
+            else "no checkpoint was written"
+        )
+        super().__init__(
+            f"training diverged by step {step}: {loss} is NaN or infinite; {kept}; "
+            "lower the learning rates or change the objective"
+        )
+        self.step, self.loss, self.run, self.saved = step, loss, run, saved
 
 
 class BatchStream:
@@ -115,6 +132,7 @@ class Trainer:
         self._sums: dict[str, Tensor] = {}
         self._counts: dict[str, int] = {}
         self._stop = False
+        self.saved: int | None = None  # step of the last checkpoint written (or resumed from)
         torch.manual_seed(config.seed * 1000 + ctx.rank)
         for net in method.networks().values():
             distributed.broadcast_module(net)
@@ -138,6 +156,7 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+        self.saved = self.step
         rngs = state["rng"]
         if len(rngs) == self.ctx.world:
             mine = rngs[self.ctx.rank]
@@ -208,9 +227,19 @@ class Trainer:
         if cfg.eval_every and self.step % cfg.eval_every:
             self.evaluate()
 
+    def _check_finite(self) -> None:
+        """Stop every process when a loss summed since the last record is NaN or infinite
+        (checked where it is read anyway: at each record and before each checkpoint)."""
+        bad = [k for k, total in self._sums.items() if not math.isfinite(float(total))]
+        if distributed.any_process(bool(bad), self.ctx.device):
+            loss = bad[0] if bad else "a loss of another process"
+            run = str(self.run.path) if self.run is not None else None
+            raise TrainingDiverged(self.step, loss, run, self.saved)
+
     def _periodic(self, bar: tqdm) -> None:
         cfg, s = self.config, self.step
         if s % cfg.log_every == 0:
+            self._check_finite()
             record = self._log_record()
             if self.run is not None and self.ctx.is_main:
                 self.run.append_metrics(record)
@@ -270,9 +299,11 @@ class Trainer:
     def save_checkpoint(self) -> None:
         if self.run is None and self.ctx.world == 1:
             return
+        self._check_finite()  # never checkpoint a diverged state over a good one
         state = self.checkpoint_state()  # collective: every process takes part
         if self.run is not None and self.ctx.is_main:
             self.run.save_checkpoint(state, self.step, self.config.keep_checkpoints)
+        self.saved = self.step
 
     def save_sample_grid(self) -> None:
         if self.run is None or not self.ctx.is_main:

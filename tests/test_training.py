@@ -221,3 +221,37 @@ def test_divergence_stops_with_the_last_good_checkpoint(
     argv = ["train", "--data", RING, "--latent", "4", "--hidden", "32", "--layers", "2"]
     argv += ["--steps", "40", "--log-every", "5", "--no-progress", "--out", str(tmp_path / "cli")]
     assert main(argv) == 1
+
+
+def test_a_failed_write_keeps_the_old_file_and_stale_temporaries_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14, 3: `sample --out s.npz` on a full disk replaced a valid s.npz with an
+    unreadable one; a killed writer's temporary files stayed in the run directory."""
+    import numpy as np
+
+    from kdegen.data import load, save_npz
+
+    out = tmp_path / "s.npz"
+    save_npz(out, torch.zeros(4, 2))
+    before = out.read_bytes()
+
+    def disk_full(handle, **arrays):  # type: ignore[no-untyped-def]
+        handle.write(b"PK\x03\x04 half an archive")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        save_npz(out, torch.ones(4, 2))
+    monkeypatch.undo()
+    assert out.read_bytes() == before and load(str(out)).images.shape == (4, 2)
+    assert [p.name for p in tmp_path.iterdir()] == ["s.npz"]  # no temporary left
+
+    run = tmp_path / "run"
+    runs.start(small_config(10), run, progress=False)
+    stale = [run / ".config.json.999.tmp", run / "checkpoints/.latest.pt.999.tmp",
+             run / "checkpoints/step-0000010.pt.tmp"]  # fmt: skip
+    for path in stale:
+        path.write_bytes(b"left by a killed process")
+    runs.resume(run, progress=False, steps=20)
+    assert not any(p.exists() for p in stale)

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from kdegen import latent
 from kdegen.config import replace, to_dict
 from kdegen.errors import UsageError
+from kdegen.files import atomic_path
 from kdegen.images import save_grid
 from kdegen.priors import Prior, select_bandwidth
 from kdegen.reversal import ReversalConfig, invert
@@ -151,7 +152,8 @@ def _structure(
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
-    fig.savefig(out / "tsne.png")
+    with atomic_path(out / "tsne.png") as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
     return result
 
@@ -166,7 +168,8 @@ def _holdout(train_codes: Tensor, test_codes: Tensor, out: Path) -> dict[str, An
     ax.set_xlabel("KDE bandwidth h")
     ax.set_ylabel("mean holdout log-likelihood of test codes")
     fig.tight_layout()
-    fig.savefig(out / "holdout.png")
+    with atomic_path(out / "holdout.png") as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
     best = int(np.argmax(values))
     return {
@@ -203,7 +206,8 @@ def _random_reconstruction(
     ax.set_ylabel("mean reconstruction loss")
     ax.set_title("random-weight generator")
     fig.tight_layout()
-    fig.savefig(out / "random_loss.png")
+    with atomic_path(out / "random_loss.png") as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
     return {"random_loss_curve": curve}
 
@@ -227,6 +231,7 @@ def _mmd_curve(
     ax.set_xlabel("reversal step")
     ax.set_ylabel("MMD^2 between real and generated codes")
     fig.tight_layout()
-    fig.savefig(out / "mmd.png")
+    with atomic_path(out / "mmd.png") as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
     return {"mmd_curve": r.mmd}

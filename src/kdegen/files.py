@@ -8,7 +8,8 @@ old file or the new one, never a mixture.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -36,3 +37,30 @@ def write_text_atomic(path: Path, text: str) -> None:
     """``text`` (UTF-8) to ``path`` atomically."""
     data = text.encode()
     _write_atomic(path, lambda f: f.write(data))
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to (by any library); on leaving without
+    an error it is flushed to disk and renamed over ``path``, on an error it is removed
+    and ``path`` is left as it was."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        with tmp.open("rb") as f:
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files a killed kdegen process left in ``folder`` (``.NAME.PID.tmp``
+    and ``NAME.tmp``); returns what was removed."""
+    removed = []
+    for tmp in sorted(Path(folder).glob("*.tmp")):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed

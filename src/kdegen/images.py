@@ -10,6 +10,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from kdegen.files import atomic_path
+
 
 def to_uint8(images: Tensor) -> np.ndarray:
     """(N, C, H, W) in [-1, 1] -> (N, H, W, C) uint8."""
@@ -40,7 +42,8 @@ def save_grid(images: Tensor, path: Path, nrow: int | None = None) -> None:
     """Write ``images`` (N, C, H, W) in [-1, 1] as a PNG grid."""
     arr = grid(images, nrow)
     mode = "L" if arr.shape[2] == 1 else "RGB"
-    Image.fromarray(arr[:, :, 0] if mode == "L" else arr, mode=mode).save(path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(arr[:, :, 0] if mode == "L" else arr, mode=mode).save(tmp, format="PNG")
 
 
 def save_scatter(points: Tensor, path: Path, reference: Tensor | None = None) -> None:
@@ -59,7 +62,8 @@ def save_scatter(points: Tensor, path: Path, reference: Tensor | None = None) ->
     ax.set_aspect("equal")
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
 
 

@@ -16,6 +16,7 @@ from kdegen.cli.flags import parse
 from kdegen.config import RunConfig, option, replace
 from kdegen.data import load
 from kdegen.errors import UsageError
+from kdegen.files import write_text_atomic
 from kdegen.images import save_grid
 from kdegen.methods.capabilities import Autoencodes, HasGenerator, KeepsCodes, capable
 from kdegen.reversal import ReversalConfig
@@ -240,7 +241,7 @@ def cmd_analyze(argv: list[str]) -> int:
         batch_size=o.batch_size,
         seed=o.seed,
     )
-    (out / "latent.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(out / "latent.json", json.dumps(summary, indent=2) + "\n")
     for key, value in summary.items():
         if not isinstance(value, list | dict):
             print(f"{key}: {value}")
@@ -300,7 +301,7 @@ def cmd_novelty(argv: list[str]) -> int:
         log_volume=scores.log_volume.cpu().numpy(),
         squared_error=scores.squared_error.cpu().numpy(),
     )
-    (out / "novelty.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(out / "novelty.json", json.dumps(summary, indent=2) + "\n")
     print(
         " ".join(
             f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}" for k, v in summary.items()

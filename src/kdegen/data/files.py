@@ -19,6 +19,7 @@ import torch
 from kdegen.data.base import ImageData, one_line, uint8_to_unit
 from kdegen.data.folders import IMAGE_SUFFIXES, read_folder, read_image_file
 from kdegen.errors import UsageError
+from kdegen.files import atomic_path
 
 ARRAY_SUFFIXES = frozenset({".npz", ".npy"})
 MAGIC = {".npy": b"\x93NUMPY", ".npz": b"PK\x03\x04"}
@@ -203,16 +204,15 @@ def save_npz(
     if array.ndim == 4 and (array.min() < -1 or array.max() > 1):
         raise UsageError("save_npz: images must lie in [-1, 1]; rescale them first")
     out = Path(path)
-    if labels is None:
-        with out.open("wb") as handle:
-            np.savez(handle, images=array)
-        return out
-    label_array = np.asarray(torch.as_tensor(labels).cpu(), dtype=np.int64).reshape(-1)
-    if len(label_array) != len(array):
-        raise UsageError(
-            f"save_npz: {len(label_array)} labels for {len(array)} samples; "
-            "give one label per sample"
-        )
-    with out.open("wb") as handle:
-        np.savez(handle, images=array, labels=label_array)
+    arrays: dict[str, np.ndarray] = {"images": array}
+    if labels is not None:
+        label_array = np.asarray(torch.as_tensor(labels).cpu(), dtype=np.int64).reshape(-1)
+        if len(label_array) != len(array):
+            raise UsageError(
+                f"save_npz: {len(label_array)} labels for {len(array)} samples; "
+                "give one label per sample"
+            )
+        arrays["labels"] = label_array
+    with atomic_path(out) as tmp, tmp.open("wb") as handle:  # an old file stays whole
+        np.savez(handle, **arrays)  # type: ignore[arg-type]
     return out

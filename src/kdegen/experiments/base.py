@@ -34,7 +34,7 @@ from kdegen.config import Config, TrainConfig, option
 from kdegen.data import ImageData, load
 from kdegen.errors import UsageError, show_warning
 from kdegen.evaluation.embed import Embedded, EmbedSettings, Reference, classifier_embedding
-from kdegen.files import write_text_atomic
+from kdegen.files import atomic_path, write_text_atomic
 from kdegen.registry import Registry
 
 
@@ -266,7 +266,8 @@ def write_outputs(
         ).replace("NaN", "null")
     )
     write_text_atomic(out / "results.json", json.dumps(clean, indent=2) + "\n")
-    figure.savefig(out / "plot.png")
+    with atomic_path(out / "plot.png") as tmp:
+        figure.savefig(tmp, format="png")
     import matplotlib.pyplot as plt
 
     plt.close(figure)

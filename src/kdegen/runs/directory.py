@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from kdegen.errors import UsageError
-from kdegen.files import save_atomic
+from kdegen.files import remove_stale_temporaries, save_atomic
 
 CHECKPOINT_FORMAT = "kdegen-checkpoint-1"
 # what kdegen writes into a run dir; --force removes these and nothing else
@@ -65,6 +65,13 @@ class RunDir:
                     target.unlink()
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         self.samples.mkdir(parents=True, exist_ok=True)
+
+    def remove_temporaries(self) -> None:
+        """Delete the temporary files of a writer that was killed mid-write (the next start
+        or resume of the run does this)."""
+        for folder in (self.path, self.checkpoints, self.samples):
+            if folder.is_dir():
+                remove_stale_temporaries(folder)
 
     def check_existing(self) -> None:
         """Fail unless this is a run directory with a config and a checkpoint."""

@@ -93,6 +93,7 @@ def start(config: RunConfig, out: str | Path, force: bool = False, progress: boo
     trainer = _trainer(method, data, config.train, run, ctx, None, progress, evaluator)
     if ctx.is_main:
         run.create(force)
+        run.remove_temporaries()
         config.save(run.config)
     _barrier()
     trainer.fit()
@@ -133,6 +134,7 @@ def resume(out: str | Path, progress: bool = True, **overrides: Any) -> RunDir:
     evaluator = _evaluator(train_cfg, ctx, progress)
     trainer = _trainer(method, data, train_cfg, run, ctx, state["trainer"], progress, evaluator)
     if ctx.is_main:
+        run.remove_temporaries()
         config.save(run.config)
         run.truncate_metrics(int(state["step"]))
     _barrier()

@@ -20,7 +20,7 @@ import torch
 
 from kdegen.errors import UsageError
 from kdegen.evaluation.evaluate import table_rows
-from kdegen.files import write_text_atomic
+from kdegen.files import atomic_path, write_text_atomic
 from kdegen.runs.directory import RunDir
 from kdegen.runs.lifecycle import load_run, read_run_config
 
@@ -74,7 +74,8 @@ def plot_losses(series: Series, path: Path) -> None:
     for ax in list(axes.flat)[len(series) :]:
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
 
 

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from tqdm import tqdm  # type: ignore[import-untyped]
 
 from kdegen.errors import UsageError
+from kdegen.files import atomic_path
 from kdegen.nets.modes import frozen
 from kdegen.priors import KDE, Prior
 from kdegen.reversal import ReversalConfig, check_data_shape, invert
@@ -78,7 +79,8 @@ def save_codes(path: Path, reversed_set: ReversedSet, labels: Tensor | None) -> 
     }
     if labels is not None:
         arrays["labels"] = labels.cpu().numpy()
-    np.savez(path, **arrays)  # type: ignore[arg-type]
+    with atomic_path(path) as tmp, tmp.open("wb") as handle:
+        np.savez(handle, **arrays)  # type: ignore[arg-type]
 
 
 def read_codes(path: str | Path) -> Tensor:

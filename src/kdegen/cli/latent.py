@@ -16,7 +16,7 @@ from kdegen.cli.flags import parse
 from kdegen.config import RunConfig, option, replace
 from kdegen.data import load
 from kdegen.errors import UsageError
-from kdegen.files import write_text_atomic
+from kdegen.files import atomic_path, write_text_atomic
 from kdegen.images import save_grid
 from kdegen.methods.capabilities import Autoencodes, HasGenerator, KeepsCodes, capable
 from kdegen.reversal import ReversalConfig
@@ -294,13 +294,14 @@ def cmd_novelty(argv: list[str]) -> int:
         assert data.labels is not None
         summary["inlier_class"] = args.inlier_class
         summary["auroc"] = novelty.auroc(scores.score, data.labels != args.inlier_class)
-    np.savez(
-        out / "scores.npz",
-        score=scores.score.cpu().numpy(),
-        log_latent=scores.log_latent.cpu().numpy(),
-        log_volume=scores.log_volume.cpu().numpy(),
-        squared_error=scores.squared_error.cpu().numpy(),
-    )
+    with atomic_path(out / "scores.npz") as tmp, tmp.open("wb") as handle:
+        np.savez(
+            handle,
+            score=scores.score.cpu().numpy(),
+            log_latent=scores.log_latent.cpu().numpy(),
+            log_volume=scores.log_volume.cpu().numpy(),
+            squared_error=scores.squared_error.cpu().numpy(),
+        )
     write_text_atomic(out / "novelty.json", json.dumps(summary, indent=2) + "\n")
     print(
         " ".join(

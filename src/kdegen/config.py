@@ -341,11 +341,8 @@ def _from_text(value: object, tp: Any) -> Any:
     integer for an int); anything else is left for the field check."""
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if (
-            isinstance(value, str)
-            and value.strip().lower() == "none"
-            and len(args) < len(typing.get_args(tp))
-        ):
+        optional = type(None) in typing.get_args(tp)
+        if optional and isinstance(value, str) and value.strip().lower() == "none":
             return None
         return _from_text(value, args[0]) if len(args) == 1 else value
     if tp is bool and not isinstance(value, bool):

@@ -8,35 +8,12 @@ old file or the new one, never a mixture.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
-
-
-def _write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save(obj)`` to ``path`` atomically."""
-    _write_atomic(path, lambda f: torch.save(obj, f))
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """``text`` (UTF-8) to ``path`` atomically."""
-    data = text.encode()
-    _write_atomic(path, lambda f: f.write(data))
 
 
 @contextmanager
@@ -64,3 +41,15 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """``torch.save(obj)`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(text.encode())

@@ -88,8 +88,9 @@ def _reverse(G: nn.Module, x: Tensor, steps: int, seed: int) -> tuple[list[float
     return r.losses, r.reconstructions
 
 
-def _row(data: str, name: str, latent: int, curve: list[float], accuracy: float) -> dict[str, Any]:
-    pixels = math.prod(load(data, "test").images.shape[1:])
+def _row(
+    data: str, pixels: int, name: str, latent: int, curve: list[float], accuracy: float
+) -> dict[str, Any]:
     row: dict[str, Any] = {"data": data, "generator": name, "k": latent, "pixels": pixels}
     row.update({f"loss_{s}": curve[s - 1] for s in STEPS if s <= len(curve)})
     row["classifier_accuracy"] = accuracy
@@ -113,20 +114,23 @@ def _dataset(
             f"random-reversal needs labelled data (the classifier's check); {data} has none"
         )
     x, labels = test.images[: size.n], test.labels[: size.n]
+    pixels = math.prod(test.images.shape[1:])
     embedding, _ = reference_classifier(data, settings)
     rows: list[dict[str, Any]] = []
     shown = [x[:16]]
     for k in size.latents[data]:
         G = _generator(test, k, settings.seed)
         curve, recon = _reverse(G, x, STEPS[-1], settings.seed)
-        rows.append(_row(data, "random", k, curve, _accuracy(embedding, recon, labels)))
+        rows.append(_row(data, pixels, "random", k, curve, _accuracy(embedding, recon, labels)))
         ax.semilogy(range(1, len(curve) + 1), curve, label=f"random k={k}")
         if k in (TRAINED_LATENT, max(size.latents[data])):  # Fig. 2's columns for these
             shown += [_reverse(G, x[:16], s, settings.seed)[1] for s in STEPS[:-1]] + [recon[:16]]
     G = _trained(train, size.gan_steps, settings.seed, settings.progress)
     curve, recon = _reverse(G, x, STEPS[-1], settings.seed)
     name = f"trained ({size.gan_steps} gan steps)"
-    rows.append(_row(data, name, TRAINED_LATENT, curve, _accuracy(embedding, recon, labels)))
+    rows.append(
+        _row(data, pixels, name, TRAINED_LATENT, curve, _accuracy(embedding, recon, labels))
+    )
     ax.semilogy(range(1, len(curve) + 1), curve, "k--", label=f"trained k={TRAINED_LATENT}")
     shown.append(recon[:16])
     ax.set_title(f"{data} ({rows[0]['pixels']} pixels)")

@@ -335,3 +335,16 @@ def test_sample_refuses_a_diverged_run(
     out = tmp_path / "s.npz"
     line = fails_cleanly(["sample", str(trained), "--out", str(out)], capsys, tmp_path)
     assert "NaN or infinite samples" in line and not out.exists()
+
+
+def test_missing_source_and_point_data_for_random_reversal_say_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A missing evaluate source was reported as "not a run directory; give --out";
+    random-reversal on points named a flag the experiment does not have."""
+    line = fails_cleanly(
+        ["evaluate", str(tmp_path / "nope"), "--reference", "mnist5k"], capsys, tmp_path
+    )
+    assert "no such run directory or file" in line
+    argv = ["experiment", "random-reversal", "--data", "ring8", "--out", str(tmp_path / "rr")]
+    assert "holds points" in fails_cleanly(argv, capsys, tmp_path)

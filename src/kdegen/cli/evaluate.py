@@ -42,6 +42,11 @@ class EvaluateOptions(Config):
 def _out_path(source: str, out: str | None) -> Path:
     from kdegen.runs import is_run_dir
 
+    if not Path(source).exists():
+        raise UsageError(
+            f"no such run directory or file: {source}; give a run directory, an image "
+            "folder or an .npz / .npy file"
+        )
     if out is not None:
         return output_path(out, (".json",))
     if is_run_dir(source):

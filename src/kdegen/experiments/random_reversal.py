@@ -177,7 +177,13 @@ def random_reversal(settings: Settings) -> Outcome:
     size = QUICK if settings.quick else FULL
     datasets = [settings.data] if settings.data else list(size.latents)
     if settings.data and settings.data not in size.latents:
-        pixels = math.prod(load(settings.data, "test").images.shape[1:])
+        shape = load(settings.data, "test").images.shape[1:]
+        if len(shape) != 3:
+            raise UsageError(
+                f"random-reversal reverses images through a DCGAN generator; {settings.data} "
+                "holds points: give labelled images such as mnist5k or digits"
+            )
+        pixels = math.prod(shape)
         size = Size({settings.data: (TRAINED_LATENT, pixels)}, size.n, size.gan_steps)
     figure, axes = new_figure(len(datasets), 5.5)
     rows: list[dict[str, Any]] = []

@@ -331,7 +331,10 @@ def test_sample_refuses_a_diverged_run(
             return {k: poison(v) for k, v in x.items()}
         return x
 
-    torch.save({**state, "method": poison(state["method"])}, latest)
+    from kdegen.runs.checkpoint import checkpoint_bytes
+
+    rest = {k: v for k, v in state.items() if k not in ("format", "step", "checksum")}
+    latest.write_bytes(checkpoint_bytes({**rest, "method": poison(rest["method"])}, state["step"]))
     out = tmp_path / "s.npz"
     line = fails_cleanly(["sample", str(trained), "--out", str(out)], capsys, tmp_path)
     assert "NaN or infinite samples" in line and not out.exists()

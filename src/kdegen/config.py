@@ -267,13 +267,23 @@ class RunConfig:
     method: str
     options: Any  # the method's own config dataclass
     train: TrainConfig
+    # for data from a user file: its resolved path, size and modification time when the
+    # run started (a resume warns when they changed); None for registered datasets
+    data_file: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "method": self.method,
             "options": to_dict(self.options),
             "train": to_dict(self.train),
         }
+        if self.data_file is not None:
+            out["data_file"] = dict(self.data_file)
+        return out
+
+    def with_train(self, train: TrainConfig) -> RunConfig:
+        """The same run with other trainer options."""
+        return dataclasses.replace(self, train=train)
 
     def save(self, path: Path) -> None:
         """Write the config as indented JSON (atomically)."""
@@ -284,7 +294,7 @@ class RunConfig:
     @staticmethod
     def from_mapping(data: Mapping[str, Any], options_class: type, where: str) -> RunConfig:
         """Parse a mapping with keys method, options, train (others rejected)."""
-        unknown = sorted(set(data) - {"method", "options", "train"})
+        unknown = sorted(set(data) - {"method", "options", "train", "data_file"})
         if unknown:
             raise UsageError(f"{where}: unknown key(s) {', '.join(unknown)}")
         missing = [k for k in ("method", "options", "train") if k not in data]
@@ -297,7 +307,16 @@ class RunConfig:
             method=str(data["method"]),
             options=from_dict(options_class, data.get("options", {}), f"{where}: options"),
             train=from_dict(TrainConfig, data.get("train", {}), f"{where}: train"),
+            data_file=_data_file(data.get("data_file"), where),
         )
+
+
+def _data_file(value: Any, where: str) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or set(value) != {"path", "bytes", "modified"}:
+        raise UsageError(f"{where}: data_file must be an object with path, bytes and modified")
+    return dict(value)
 
 
 def read_json(path: Path) -> dict[str, Any]:

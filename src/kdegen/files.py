@@ -7,11 +7,14 @@ old file or the new one, never a mixture.
 
 from __future__ import annotations
 
+import errno
+import io
 import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
@@ -28,6 +31,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
         with tmp.open("rb") as f:
             os.fsync(f.fileno())
         tmp.replace(path)
+    except OSError as e:  # name the file: writers such as zipfile leave it out
+        if e.filename is None:
+            e.filename = str(path)
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -44,12 +51,84 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
 
 
 def save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save(obj)`` to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    """``torch.save(obj)`` to ``path`` atomically. The bytes are made in memory first and
+    written by Python, so a full disk is an ``OSError`` (torch's own writer reports it as
+    a RuntimeError of its zip container)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def write_text_atomic(path: Path, text: str) -> None:
     """``text`` (UTF-8) to ``path`` atomically."""
+    write_bytes_atomic(path, text.encode())
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """``data`` to ``path`` atomically (a full disk raises ``OSError`` and keeps ``path``)."""
     with atomic_path(path) as tmp:
-        tmp.write_bytes(text.encode())
+        tmp.write_bytes(data)
+
+
+class Locked(Exception):
+    """Another process holds the lock; ``holder`` is what it wrote into the lock file."""
+
+    def __init__(self, path: Path, holder: str) -> None:
+        super().__init__(f"{path} is locked by {holder or 'another process'}")
+        self.path, self.holder = path, holder
+
+
+def lock_exclusive(path: Path) -> IO[str]:
+    """Take an exclusive lock on the file ``path`` (created when missing) without waiting,
+    and write ``pid PID on HOST`` into it.
+
+    The lock is ``fcntl.flock``'s: it belongs to the returned open file and ends when that
+    is closed or the process dies in any way (no stale lock survives a crash). On systems
+    without ``fcntl`` (Windows) no lock is taken.
+
+    Raises:
+        Locked: another process (or another open file of this one) holds it.
+    """
+    f = open(path, "a+")  # noqa: SIM115  # the open file is the lock; the caller closes it
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover  # Windows: no advisory locks
+        return f
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip()
+        f.close()
+        raise Locked(path, holder) from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    f.flush()
+    return f
+
+
+# errors of writing that are the user's to fix (space, permissions), not kdegen's
+WRITE_ERRORS = {
+    errno.ENOSPC: "free disk space or write elsewhere",
+    errno.EDQUOT: "free space in your quota or write elsewhere",
+    errno.EFBIG: "the file exceeds this process's file size limit (ulimit -f); raise it or "
+    "write elsewhere",
+    errno.EACCES: "check its permissions or choose a folder you can write to",
+    errno.EPERM: "check its permissions or choose a folder you can write to",
+    errno.EROFS: "the file system is read-only; write elsewhere",
+}
+
+
+def describe_write_error(error: OSError) -> str | None:
+    """One line for a write that failed for a reason the user can fix, naming the file
+    (the target, not its temporary); None for other errors."""
+    advice = WRITE_ERRORS.get(error.errno or 0)
+    if advice is None:
+        return None
+    name = Path(str(error.filename)) if error.filename else None
+    if name is not None and name.name.startswith(".") and name.suffix == ".tmp":
+        target = name.name[1:].rsplit(".", 2)[0]  # .NAME.PID.tmp -> NAME
+        name = name.with_name(target)
+    where = f": {name}" if name is not None else ""
+    return f"{error.strerror}{where}; {advice}"

@@ -14,7 +14,8 @@ from kdegen import __version__
 from kdegen.cli import classify, evaluate, experiment, latent, modnet, train
 from kdegen.cli.base import COMMANDS
 from kdegen.errors import UsageError, one_line, show_warning
-from kdegen.runs.training import TrainingDiverged, TrainingInterrupted
+from kdegen.files import describe_write_error
+from kdegen.runs.training import OutputFailed, TrainingDiverged, TrainingInterrupted
 
 __all__ = ["COMMANDS", "classify", "evaluate", "experiment", "latent", "main", "modnet", "train"]
 
@@ -39,9 +40,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         print(f"kdegen: error: {one_line(str(e))}", file=sys.stderr)
         return 2
-    except TrainingDiverged as e:
+    except (TrainingDiverged, OutputFailed) as e:
         print(f"kdegen: error: {one_line(str(e))}", file=sys.stderr)
         return 1
+    except OSError as e:  # no space, no permission: the user's to fix, not a bug
+        line = describe_write_error(e)
+        if line is None:
+            raise
+        print(f"kdegen: error: {one_line(line)}", file=sys.stderr)
+        return 2
     except TrainingInterrupted as e:
         print(
             f"kdegen: stopped at step {e.step} with a checkpoint; continue with "
@@ -53,13 +60,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         from kdegen import distributed
 
         distributed.teardown(synchronise=finished)
-
-
-def _show_warning(
-    message: Warning | str, category: type[Warning], *_: object, **__: object
-) -> None:
-    """Warnings as one line on stderr, like errors (no source line, no traceback)."""
-    print(f"kdegen: warning: {one_line(str(message))}", file=sys.stderr)
 
 
 def _print_usage() -> None:

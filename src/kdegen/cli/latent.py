@@ -13,7 +13,7 @@ import torch
 from kdegen import latent, runs
 from kdegen.cli.base import DataOptions, command, output_path
 from kdegen.cli.flags import parse
-from kdegen.config import RunConfig, option, replace
+from kdegen.config import option, replace
 from kdegen.data import load
 from kdegen.errors import UsageError
 from kdegen.files import atomic_path, write_text_atomic
@@ -220,7 +220,7 @@ def cmd_analyze(argv: list[str]) -> int:
     device = _device(loaded)
     # the same network with fresh random weights
     train = replace(loaded.config.train, {"seed": loaded.config.train.seed + 1})
-    fresh = RunConfig(loaded.config.method, loaded.config.options, train)
+    fresh = loaded.config.with_train(train)
     random_method = runs.build_method(fresh, loaded.method.spec, device)
     random_G = reinitialize(random_method.generator())  # type: ignore[attr-defined]
     if isinstance(method, KeepsCodes):

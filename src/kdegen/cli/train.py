@@ -153,7 +153,7 @@ def _resume(args: argparse.Namespace, session: TrainSession, method: str) -> int
     assert session.resume is not None
     if session.dry_run:
         config = runs.read_run_config(runs.RunDir(session.resume))
-        config = RunConfig(config.method, config.options, replace(config.train, overrides))
+        config = config.with_train(replace(config.train, overrides))
         print(json.dumps(config.to_dict(), indent=2))
         return 0
     run = runs.resume(session.resume, progress=session.progress, **overrides)

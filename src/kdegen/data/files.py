@@ -216,3 +216,34 @@ def save_npz(
     with atomic_path(out) as tmp, tmp.open("wb") as handle:  # an old file stays whole
         np.savez(handle, **arrays)  # type: ignore[arg-type]
     return out
+
+
+def is_user_path(spec: str) -> bool:
+    """Whether ``spec`` names a user file or folder (not a registered dataset)."""
+    from kdegen.data.base import DATASETS
+
+    return spec.partition(":")[0].strip() not in DATASETS and looks_like_path(spec)
+
+
+def canonical_spec(spec: str) -> str:
+    """``spec`` as a run stores it: a user file or folder as its absolute resolved path
+    (so the run resumes from any folder), a dataset name as given."""
+    return str(Path(spec).expanduser().resolve()) if is_user_path(spec) else spec
+
+
+def file_fingerprint(spec: str) -> dict[str, object] | None:
+    """Resolved path, total size in bytes and latest modification time (ISO 8601) of the
+    user file or folder ``spec``; None for a dataset name or a path that does not exist."""
+    from datetime import datetime, timezone
+
+    if not is_user_path(spec) or not Path(spec).expanduser().exists():
+        return None
+    path = Path(canonical_spec(spec))
+    files = [p for p in sorted(path.rglob("*")) if p.is_file()] if path.is_dir() else [path]
+    stats = [p.stat() for p in files]
+    newest = max((st.st_mtime for st in stats), default=path.stat().st_mtime)
+    return {
+        "path": str(path),
+        "bytes": sum(st.st_size for st in stats),
+        "modified": datetime.fromtimestamp(newest, timezone.utc).isoformat(),
+    }

@@ -7,6 +7,9 @@ request leaves the disk as it was.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,7 @@ import torch
 
 from kdegen import distributed
 from kdegen.config import RunConfig, TrainConfig, read_json, replace
-from kdegen.data import ImageData, load
+from kdegen.data import ImageData, canonical_spec, file_fingerprint, load
 from kdegen.errors import UsageError
 from kdegen.evaluation.generated import Sampler
 from kdegen.methods import METHODS, DataSpec, Method
@@ -43,8 +46,12 @@ def spec_of(data: ImageData) -> DataSpec:
 
 
 def resolve(config: RunConfig, spec: DataSpec) -> RunConfig:
-    """The config with the method's automatic choices made explicit for ``spec``."""
-    return RunConfig(config.method, config.options.resolved(spec), config.train)
+    """The config with the method's automatic choices made explicit for ``spec``, and a
+    user data file named by its absolute path, with its size and modification time."""
+    train = replace(config.train, {"data": canonical_spec(config.train.data)})
+    return RunConfig(
+        config.method, config.options.resolved(spec), train, file_fingerprint(train.data)
+    )
 
 
 def build_method(config: RunConfig, spec: DataSpec, device: torch.device) -> Method:
@@ -91,13 +98,30 @@ def start(config: RunConfig, out: str | Path, force: bool = False, progress: boo
     # the trainer checks batch sizes and binds the data (labels, shapes) before the disk
     # changes: a refused start leaves a forced --out as it was
     trainer = _trainer(method, data, config.train, run, ctx, None, progress, evaluator)
-    if ctx.is_main:
-        run.create(force)
-        run.remove_temporaries()
-        config.save(run.config)
-    _barrier()
-    trainer.fit()
+    with _writing(run, ctx):
+        if ctx.is_main:
+            run.check_new(force)  # again: now no other process can write into it
+            run.create(force)
+            run.remove_temporaries()
+            config.save(run.config)
+        _barrier()
+        trainer.fit()
     return run
+
+
+@contextmanager
+def _writing(run: RunDir, ctx: distributed.Context) -> Iterator[None]:
+    """Hold the run directory's lock (on the main process, the one that writes); on the
+    way out drop a forced start's new run if it never checkpointed, and unlock."""
+    if not ctx.is_main:
+        yield
+        return
+    run.lock()
+    try:
+        yield
+    finally:
+        run.discard_staged()
+        run.unlock()
 
 
 def resume(out: str | Path, progress: bool = True, **overrides: Any) -> RunDir:
@@ -109,8 +133,14 @@ def resume(out: str | Path, progress: bool = True, **overrides: Any) -> RunDir:
         **overrides: new values for trainer fields in :data:`RESUMABLE` (e.g. ``steps``).
     """
     run = RunDir(out)
+    if run.root.is_dir() and run.needs_recovery():  # a forced start a crash stopped
+        with _writing(run, distributed.Context(0, 1, torch.device("cpu"))):
+            run.recover()
     run.check_existing()
     config = read_run_config(run)
+    given = overrides.get("data")
+    if given is not None and canonical_spec(str(given)) == canonical_spec(config.train.data):
+        overrides = {k: v for k, v in overrides.items() if k != "data"}  # the same data
     bad = sorted(set(overrides) - set(RESUMABLE))
     if bad:
         flags = ", ".join("--" + b.replace("_", "-") for b in bad)
@@ -119,8 +149,12 @@ def resume(out: str | Path, progress: bool = True, **overrides: Any) -> RunDir:
             "start a new run with --out to change it"
         )
     train_cfg: TrainConfig = replace(config.train, overrides)
-    config = RunConfig(config.method, config.options, train_cfg)
-    state = run.load_checkpoint()
+    config = config.with_train(train_cfg)
+    _warn_if_data_changed(config)
+    source = run.resume_checkpoint()
+    assert source is not None  # check_existing made sure
+    stamp = source.stat()
+    state = run.load_checkpoint(source)
     if train_cfg.steps < int(state["step"]):
         raise UsageError(
             f"{run.path} is at step {state['step']}; --steps {train_cfg.steps} would train "
@@ -133,13 +167,37 @@ def resume(out: str | Path, progress: bool = True, **overrides: Any) -> RunDir:
     method.load_state_dict(state["method"])
     evaluator = _evaluator(train_cfg, ctx, progress)
     trainer = _trainer(method, data, train_cfg, run, ctx, state["trainer"], progress, evaluator)
-    if ctx.is_main:
-        run.remove_temporaries()
-        config.save(run.config)
-        run.truncate_metrics(int(state["step"]))
-    _barrier()
-    trainer.fit()
+    with _writing(run, ctx):
+        if ctx.is_main:
+            now = source.stat() if source.is_file() else None
+            if now is None or (now.st_mtime_ns, now.st_size) != (stamp.st_mtime_ns, stamp.st_size):
+                raise UsageError(
+                    f"{source} changed while this resume was starting (another process was "
+                    "training the run); resume again"
+                )
+            run.remove_temporaries()
+            config.save(run.config)
+            run.truncate_metrics(int(state["step"]))
+        _barrier()
+        trainer.fit()
     return run
+
+
+def _warn_if_data_changed(config: RunConfig) -> None:
+    """Warn when the user data file a run trains on is not the one it started with."""
+    before = config.data_file
+    if before is None:
+        return
+    now = file_fingerprint(str(before["path"]))
+    if now is None:
+        return  # loading it will say it is missing
+    if (now["bytes"], now["modified"]) != (before["bytes"], before["modified"]):
+        warnings.warn(
+            f"{before['path']} changed since the run started ({before['bytes']} bytes, "
+            f"modified {before['modified']}; now {now['bytes']} bytes, modified "
+            f"{now['modified']}): the resumed run trains on the new contents",
+            stacklevel=2,
+        )
 
 
 def _evaluator(config: TrainConfig, ctx: distributed.Context, progress: bool) -> Any:

@@ -55,6 +55,24 @@ class TrainingDiverged(Exception):
         self.step, self.loss, self.run, self.saved = step, loss, run, saved
 
 
+class OutputFailed(Exception):
+    """Writing into the run directory failed mid-run (a full disk): training stopped and
+    the last checkpoint written completely is kept."""
+
+    def __init__(self, step: int, error: OSError, run: str, saved: int | None) -> None:
+        from kdegen.files import describe_write_error
+
+        what = describe_write_error(error) or f"{error.strerror}: {error.filename}"
+        kept = (
+            f"the last good checkpoint (step {saved}) is kept in {run}/checkpoints; "
+            f"`kdegen train --resume {run}` continues from it"
+            if saved is not None
+            else "no checkpoint was written"
+        )
+        super().__init__(f"training stopped at step {step}: {what}; {kept}")
+        self.step, self.run, self.saved = step, run, saved
+
+
 class BatchStream:
     """Deterministic minibatch indices: batch k is a pure function of (seed, k).
 
@@ -209,23 +227,36 @@ class Trainer:
             desc=self.desc,
             leave=self.run is not None,
         )
-        with bar, self._signals():
-            while self.step < cfg.steps:
-                self.method.set_progress(self.step, cfg.steps)
-                losses = self.method.train_step(self.batch(self.step))
-                self._accumulate(losses)
-                self.step += 1
-                bar.update(1)
-                self._periodic(bar)
-                if distributed.any_process(self._stop, self.ctx.device):
-                    self.save_checkpoint()
-                    raise TrainingInterrupted(self.step, str(self.run.path) if self.run else None)
-        if self.step % cfg.checkpoint_every:
-            self.save_checkpoint()
-        if self.step % cfg.sample_every:
-            self.save_sample_grid()
-        if cfg.eval_every and self.step % cfg.eval_every:
-            self.evaluate()
+        with self._output_failures():
+            with bar, self._signals():
+                while self.step < cfg.steps:
+                    self.method.set_progress(self.step, cfg.steps)
+                    losses = self.method.train_step(self.batch(self.step))
+                    self._accumulate(losses)
+                    self.step += 1
+                    bar.update(1)
+                    self._periodic(bar)
+                    if distributed.any_process(self._stop, self.ctx.device):
+                        self.save_checkpoint()
+                        where = str(self.run.root) if self.run else None
+                        raise TrainingInterrupted(self.step, where)
+            if self.step % cfg.checkpoint_every:
+                self.save_checkpoint()
+            if self.step % cfg.sample_every:
+                self.save_sample_grid()
+            if cfg.eval_every and self.step % cfg.eval_every:
+                self.evaluate()
+
+    @contextmanager
+    def _output_failures(self) -> Iterator[None]:
+        """A write into the run directory that fails (full disk, lost permission) stops
+        training with one message naming the last good checkpoint."""
+        try:
+            yield
+        except OSError as e:
+            if self.run is None:
+                raise
+            raise OutputFailed(self.step, e, str(self.run.root), self.saved) from None
 
     def _check_finite(self) -> None:
         """Stop every process when a loss summed since the last record is NaN or infinite
@@ -233,7 +264,7 @@ class Trainer:
         bad = [k for k, total in self._sums.items() if not math.isfinite(float(total))]
         if distributed.any_process(bool(bad), self.ctx.device):
             loss = bad[0] if bad else "a loss of another process"
-            run = str(self.run.path) if self.run is not None else None
+            run = str(self.run.root) if self.run is not None else None
             raise TrainingDiverged(self.step, loss, run, self.saved)
 
     def _periodic(self, bar: tqdm) -> None:

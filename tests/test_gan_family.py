@@ -55,6 +55,10 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("unrolled", {"unroll_steps": 2}),
     ("unrolled", {"unroll_steps": 2, "unroll_optimizer": "sgd", "first_order": True, **MBD}),
     ("pacgan", {"pack": 3, "objective": "wgan-gp", **MBD}),
+    # the thesis's training heuristics (test_heuristics.py checks what each does)
+    ("gan", {"g_steps": 2, "label_flip": 0.2, "instance_noise": 0.3, "freeze_d_layers": 1}),
+    ("unrolled", {"unroll_steps": 2, "label_smoothing": 0.9, "freeze_d_layers": 1}),
+    ("bigan", {"objective": "lsgan", "label_flip": 0.1, "instance_noise": 0.2}),
 ]
 IDS = [name + "".join(f"-{k}={v}" for k, v in kw.items()) for name, kw in CASES]
 

@@ -46,6 +46,10 @@ class Objective:
         regularizer: what the critic needs beside its loss: a gradient penalty or
             weight clipping after each step.
         description: one line for help texts.
+        targeted_d_loss: (v_real, v_fake, t (B,)) -> the discriminator's loss with a target
+            t_i for each real example in place of the real label (one-sided label smoothing
+            and label flipping); None where real examples have no label to soften (the
+            Wasserstein, hinge and f-GAN critics).
     """
 
     name: str
@@ -53,6 +57,7 @@ class Objective:
     g_loss: Callable[[Tensor], Tensor]
     regularizer: Regularizer = "none"
     description: str = ""
+    targeted_d_loss: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None
 
 
 OBJECTIVES: Registry[Objective] = Registry("objective")
@@ -72,12 +77,27 @@ def _bce_d_loss(v_real: Tensor, v_fake: Tensor) -> Tensor:
     return F.softplus(-v_real).mean() + F.softplus(v_fake).mean()
 
 
+def _bce_targeted_d_loss(v_real: Tensor, v_fake: Tensor, t: Tensor) -> Tensor:
+    # the cross-entropy of D(x) against target t_i: -(t log D(x) + (1 - t) log(1 - D(x)))
+    real = t * F.softplus(-v_real) + (1 - t) * F.softplus(v_real)
+    return real.mean() + F.softplus(v_fake).mean()
+
+
+def _lsgan_d_loss(v_real: Tensor, v_fake: Tensor) -> Tensor:
+    return 0.5 * ((v_real - 1) ** 2).mean() + 0.5 * (v_fake**2).mean()
+
+
+def _lsgan_targeted_d_loss(v_real: Tensor, v_fake: Tensor, t: Tensor) -> Tensor:
+    return 0.5 * ((v_real - t) ** 2).mean() + 0.5 * (v_fake**2).mean()
+
+
 register(
     Objective(
         "minimax",
         _bce_d_loss,
         lambda v_fake: -F.softplus(v_fake).mean(),  # E log(1 - D(G(z)))
         description="saturating minimax game: G minimises E log(1 - D(G(z)))",
+        targeted_d_loss=_bce_targeted_d_loss,
     )
 )
 register(
@@ -86,14 +106,16 @@ register(
         _bce_d_loss,
         lambda v_fake: F.softplus(-v_fake).mean(),  # -E log D(G(z))
         description="Goodfellow's heuristic: G maximises E log D(G(z))",
+        targeted_d_loss=_bce_targeted_d_loss,
     )
 )
 register(
     Objective(
         "lsgan",
-        lambda v_real, v_fake: 0.5 * ((v_real - 1) ** 2).mean() + 0.5 * (v_fake**2).mean(),
+        _lsgan_d_loss,
         lambda v_fake: 0.5 * ((v_fake - 1) ** 2).mean(),
         description="least squares GAN (Mao et al. 2017), targets 1 real / 0 fake",
+        targeted_d_loss=_lsgan_targeted_d_loss,
     )
 )
 

@@ -132,8 +132,9 @@ class LabelledGAN(AdversarialMethod[LC]):
         for part in parts:
             losses.update(self.discriminator_step(part.x, batch_labels(part, self.name)))
         last = parts[-1]
-        losses.update(self.generator_step(last.x, batch_labels(last, self.name)))
-        return losses
+        for _ in range(self.config.g_steps):  # D stays as it is in between
+            losses.update(self.generator_step(last.x, batch_labels(last, self.name)))
+        return {**losses, **self.heuristic_stats()}
 
     def discriminator_step(self, real: Tensor, y: Tensor) -> dict[str, Tensor]:
         """D phase: one update on a labelled real batch and fakes with the same labels."""
@@ -142,7 +143,7 @@ class LabelledGAN(AdversarialMethod[LC]):
             fake = self.fake(self.prior.sample(real.shape[0]), y)
         v_real, c_real = self.judge(real, y)
         v_fake, c_fake = self.judge(fake, y)
-        loss = self.objective.d_loss(v_real, v_fake)
+        loss = self.d_loss(v_real, v_fake)
         out = {"d_loss": loss.detach()}
         for part, logits in (("real", c_real), ("fake", c_fake)):
             term = self.class_loss(logits, y)

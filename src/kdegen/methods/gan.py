@@ -30,6 +30,14 @@ from torch import Tensor, nn
 from kdegen import distributed
 from kdegen.config import option
 from kdegen.methods.base import METHODS, Batch, DataSpec, Losses, Method, MethodConfig
+from kdegen.methods.heuristics import (
+    FreezeFrom,
+    InstanceNoise,
+    check_heuristics,
+    discriminator_loss,
+    freeze_layers,
+    noise_std,
+)
 from kdegen.nets import ARCHS, NetOptions, build_pair, init_dcgan_weights
 from kdegen.nets.minibatch import add_minibatch_discrimination, feature_matching_loss
 from kdegen.nets.modes import evaluating, frozen, sizes
@@ -105,10 +113,34 @@ class GANConfig(AdversarialOptions):
     feature_matching: bool = option(
         False, "generator loss ||mean f(x) - mean f(G(z))||^2 on D's penultimate features"
     )
+    # the training heuristics of the thesis, Sec. 2.4.1 (kdegen.methods.heuristics)
+    g_steps: int = option(1, "generator updates per discriminator update (the first GAN: 2)", ge=1)
+    label_smoothing: float = option(
+        1.0,
+        "target of real examples in D's loss (one-sided smoothing, e.g. 0.9; 1: off)",
+        gt=0,
+        le=1,
+    )
+    label_flip: float = option(
+        0.0, "probability that a real example's target is flipped to fake (0: off)", ge=0, lt=1
+    )
+    instance_noise: float = option(
+        0.0, "std s of Gaussian noise added to D's real and fake inputs (0: off)", ge=0
+    )
+    instance_noise_decay: float = option(
+        1000.0, "steps over which the instance noise std falls by a factor e", gt=0
+    )
+    freeze_d_layers: int = option(
+        0, "discriminator weight layers kept at their random initial weights (0: off)", ge=0
+    )
+    freeze_d_from: FreezeFrom = option(
+        "input", "count --freeze-d-layers from D's input or from its output"
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         PRIORS.get(self.prior)
+        check_heuristics(self)
         if self.arch != "auto":
             ARCHS.get(self.arch)
 
@@ -171,7 +203,8 @@ def update_discriminator(
     if objective.regularizer == "weight-clipping":
         with torch.no_grad():
             for p in net.parameters():
-                p.clamp_(-clip, clip)
+                if p.requires_grad:  # frozen layers (--freeze-d-layers) stay as they are
+                    p.clamp_(-clip, clip)
     return out
 
 
@@ -195,10 +228,14 @@ class AdversarialMethod(Method[GC]):
         self.G: nn.Module = G.to(device)
         self.D: nn.Module = D.to(device)
         self.build_extra_networks()
+        freeze_layers(self.D, config.freeze_d_layers, config.freeze_d_from)
+        self.frozen_d = {n for n, p in self.D.named_parameters() if not p.requires_grad}
+        self.noise_hook = InstanceNoise(self.D) if config.instance_noise > 0 else None
         betas = (config.beta1, config.beta2)
         params = self.generator_parameters()
+        trainable = [p for p in self.D.parameters() if p.requires_grad]
         self.opt_g = make_optimizer(config.optimizer, params, config.lr_g, betas)
-        self.opt_d = make_optimizer(config.optimizer, self.D.parameters(), config.lr_d, betas)
+        self.opt_d = make_optimizer(config.optimizer, trainable, config.lr_d, betas)
         self.batches_per_step = config.n_critic
 
     @abstractmethod
@@ -222,8 +259,21 @@ class AdversarialMethod(Method[GC]):
         return self.prior
 
     def set_progress(self, step: int, total: int) -> None:
-        pairs = [(self.opt_g, self.config.lr_g), (self.opt_d, self.config.lr_d)]
-        decay_learning_rates(self.config.lr_decay, pairs, step, total)
+        c = self.config
+        pairs = [(self.opt_g, c.lr_g), (self.opt_d, c.lr_d)]
+        decay_learning_rates(c.lr_decay, pairs, step, total)
+        if self.noise_hook is not None:
+            self.noise_hook.std = noise_std(c.instance_noise, c.instance_noise_decay, step)
+
+    def d_loss(self, v_real: Tensor, v_fake: Tensor) -> Tensor:
+        """The objective's discriminator loss, with the label heuristics asked for."""
+        return discriminator_loss(self.objective, self.config, v_real, v_fake)
+
+    def heuristic_stats(self) -> dict[str, Tensor]:
+        """What the heuristics log: the instance noise std of this step."""
+        if self.noise_hook is None:
+            return {}
+        return {"instance_noise": torch.tensor(self.noise_hook.std, dtype=torch.float64)}
 
     def train_mode(self) -> None:
         """Put every network in training mode."""
@@ -283,8 +333,9 @@ class GAN(AdversarialMethod[GC]):
         parts = batch.chunk(self.config.n_critic)
         for part in parts:
             losses.update(self.discriminator_step(part.x))
-        losses.update(self.generator_step(parts[-1].x))
-        return losses
+        for _ in range(self.config.g_steps):  # D stays as it is in between
+            losses.update(self.generator_step(parts[-1].x))
+        return {**losses, **self.heuristic_stats()}
 
     def discriminator_step(self, real: Tensor) -> dict[str, Tensor]:
         """D phase: one update of the discriminator on a real batch and fresh fakes."""
@@ -292,7 +343,7 @@ class GAN(AdversarialMethod[GC]):
         with torch.no_grad():
             real_in = self.real_input(real)
             fake_in = self.fake_input(self.noise(real.shape[0]))
-        loss = self.objective.d_loss(self.D(real_in), self.D(fake_in))
+        loss = self.d_loss(self.D(real_in), self.D(fake_in))
         return {
             "d_loss": loss.detach(),
             **update_discriminator(

@@ -126,7 +126,7 @@ class SSGAN(LabelledGAN[SSGANConfig]):
         with torch.no_grad():
             fake = self.G(self.prior.sample(real.shape[0]))
         logits_real = self.D(real)
-        loss = self.objective.d_loss(realness(logits_real), realness(self.D(fake)))
+        loss = self.d_loss(realness(logits_real), realness(self.D(fake)))
         supervised = self.config.class_weight * F.cross_entropy(self.D(x_lab), y_lab)
         out = {
             "d_loss": loss.detach(),

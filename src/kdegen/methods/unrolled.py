@@ -180,6 +180,8 @@ def unrolled_generator_loss(
     gp_weight: float = 0.0,
     clip: float | None = None,
     moments: AdamMoments | None = None,
+    keep: frozenset[str] = frozenset(),
+    d_loss_of: Callable[[Tensor, Tensor], Tensor] | None = None,
 ) -> Tensor:
     """The generator's loss f_K through ``steps`` unrolled updates of discriminator ``D``.
 
@@ -194,25 +196,30 @@ def unrolled_generator_loss(
         gp_weight: weight of the gradient penalty in the unrolled D loss (0: none).
         clip: weight clipping bound of the unrolled updates (None: none).
         moments: Adam's starting moments.
+        keep: names of D's parameters the updates leave as they are (frozen layers).
+        d_loss_of: the discriminator's loss on (v_real, v_fake) (default: the objective's;
+            with label heuristics, the one D is trained with).
 
     Returns:
         g_loss(D_K(fake)) - d_loss_real(D_K(real)) (up to a constant; see the module).
     """
     buffers = {n: b.clone() for n, b in D.named_buffers()}  # running stats stay D's own
+    frozen = {n: p.detach() for n, p in D.named_parameters() if n in keep}
+    loss_of = d_loss_of or objective.d_loss
 
     def critic(params: Params, x: Tensor) -> Tensor:
-        out: Tensor = functional_call(D, (params, buffers), (x,))
+        out: Tensor = functional_call(D, ({**frozen, **params}, buffers), (x,))
         return out
 
     fixed = fake.detach() if first_order else fake
 
     def d_loss(params: Params) -> Tensor:
-        loss = objective.d_loss(critic(params, real), critic(params, fixed))
+        loss = loss_of(critic(params, real), critic(params, fixed))
         if gp_weight:
             loss = loss + gp_weight * gradient_penalty(lambda x: critic(params, x), real, fixed)
         return loss
 
-    start = {n: p.detach().requires_grad_(True) for n, p in D.named_parameters()}
+    start = {n: p.detach().requires_grad_(True) for n, p in D.named_parameters() if n not in keep}
     final = unroll(d_loss, start, steps, rule, not first_order, clip, moments)
     v_fake = critic(final, fake)
     # the real-data term of the D loss (its fake term evaluated at 0 is a constant)
@@ -245,6 +252,8 @@ class UnrolledGAN(GAN[UnrolledConfig]):
             c.gp_weight if penalty else 0.0,
             c.clip if clipped else None,
             self._moments(rule),
+            frozenset(self.frozen_d),
+            self.d_loss,
         )
 
     def _moments(self, rule: UnrollRule) -> AdamMoments | None:
@@ -254,6 +263,8 @@ class UnrolledGAN(GAN[UnrolledConfig]):
             return None
         m, v, t = {}, {}, 0
         for name, p in self.D.named_parameters():
+            if name in self.frozen_d:
+                continue
             state = self.opt_d.state.get(p)
             if not state:
                 return None

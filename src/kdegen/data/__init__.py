@@ -11,7 +11,7 @@ from __future__ import annotations
 from kdegen.data import embedded, mixtures, stacked, vision  # noqa: F401
 from kdegen.data.api import DatasetInfo, dataset_infos, load
 from kdegen.data.base import DATASETS, Dataset, ImageData, Request, dataset
-from kdegen.data.files import save_npz
+from kdegen.data.files import npz_size, save_npz, streamed_npz
 
 __all__ = [
     "DATASETS",
@@ -22,5 +22,7 @@ __all__ = [
     "dataset",
     "dataset_infos",
     "load",
+    "npz_size",
     "save_npz",
+    "streamed_npz",
 ]

@@ -208,6 +208,9 @@ def _checked(draw: Draw, run: str, step: int) -> Draw:
 
 
 class Stream(Protocol):
+    """An output being written chunk by chunk (:func:`kdegen.data.streamed_npz`,
+    :func:`kdegen.images.streamed_pngs`)."""
+
     def write(self, samples: torch.Tensor) -> None: ...
 
 

@@ -172,7 +172,7 @@ def test_experiment_and_sample_show_their_configs(capsys: pytest.CaptureFixture[
     want = {k: v for k, v in expected(Settings(out=__import__("pathlib").Path("x"))).items()}
     want["--out"] = "results/NAME"
     check(help_defaults(["experiment"], capsys), want)
-    from kdegen.cli.train import SampleOptions
+    from kdegen.cli.sample import SampleOptions
 
     shown = help_defaults(["sample"], capsys)
     assert shown["--bandwidth"] == KDEGANConfig().kde_bandwidth  # the KDE kdegan trains with
@@ -207,7 +207,7 @@ def _command_options() -> dict[str, tuple[list[str], type | None]]:
     """Every command: the argv that asks for its help and the config class it parses."""
     from kdegen.cli import base, evaluate, latent
     from kdegen.cli import modnet as modnet_cli
-    from kdegen.cli import train as train_cli
+    from kdegen.cli import sample as sample_cli
 
     return {
         "classify": (["classify"], base.DataOptions),
@@ -226,7 +226,7 @@ def _command_options() -> dict[str, tuple[list[str], type | None]]:
         "datasets": (["datasets"], None),
         "objectives": (["objectives"], None),
         "train": (["train"], None),  # per method: test_train_shows_the_defaults_of_each_method
-        "sample": (["sample"], train_cli.SampleOptions),
+        "sample": (["sample"], sample_cli.SampleOptions),
     }
 
 

@@ -1,8 +1,8 @@
 """Writing files so that a crash never leaves a half-written one in place.
 
-Everything is written to a temporary file in the target's folder, flushed to disk and
-renamed over the target (a rename within one file system is atomic): readers see the
-old file or the new one, never a mixture.
+Everything is written to a temporary file (or folder) in the target's folder, flushed to
+disk and renamed over the target (a rename within one file system is atomic): readers see
+the old file or the new one, never a mixture.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import shutil
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +38,34 @@ def atomic_path(path: Path) -> Iterator[Path]:
         raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_folder(path: Path) -> Iterator[Path]:
+    """A new temporary folder beside ``path`` to fill; on leaving without an error its files
+    are flushed to disk and it is renamed to ``path`` (which must not exist, or be an empty
+    folder), on an error it is deleted and ``path`` is left as it was."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.mkdir()
+    try:
+        yield tmp
+        for file in tmp.iterdir():
+            with file.open("rb") as f:
+                os.fsync(f.fileno())
+        tmp.replace(path)  # replaces an empty folder on POSIX
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def human_size(size: float) -> str:
+    """A byte count in decimal units, as ``df -H`` gives it: ``3.1 TB``, ``40 GB``, ``512 B``."""
+    units = ("B", "kB", "MB", "GB", "TB", "PB", "EB")
+    i = 0
+    while size >= 999.5 and i < len(units) - 1:
+        size /= 1000
+        i += 1
+    return f"{size:.3g} {units[i]}" if i else f"{int(size)} B"
 
 
 def remove_stale_temporaries(folder: Path) -> list[Path]:

@@ -12,12 +12,25 @@ from collections.abc import Sequence
 
 from kdegen import __version__
 from kdegen.cli import classify, evaluate, experiment, latent, modnet, train
+
+# isort: split
+from kdegen.cli import sample  # registered after train: listed after it in `kdegen --help`
 from kdegen.cli.base import COMMANDS
 from kdegen.errors import UsageError, one_line, show_warning
 from kdegen.files import describe_write_error
 from kdegen.runs.training import OutputFailed, TrainingDiverged, TrainingInterrupted
 
-__all__ = ["COMMANDS", "classify", "evaluate", "experiment", "latent", "main", "modnet", "train"]
+__all__ = [
+    "COMMANDS",
+    "classify",
+    "evaluate",
+    "experiment",
+    "latent",
+    "main",
+    "modnet",
+    "sample",
+    "train",
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

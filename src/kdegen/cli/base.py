@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,17 +65,38 @@ def output_path(value: str, suffixes: tuple[str, ...]) -> Path:
     return out
 
 
+def is_folder_output(value: str) -> bool:
+    """Whether ``--out value`` names a folder: it ends in ``/`` or is an existing folder."""
+    return value.endswith(("/", os.sep)) or Path(value).is_dir()
+
+
+def output_folder(value: str) -> Path:
+    """An output folder to create in an existing folder, or an existing empty one."""
+    out = Path(value)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {value}: {out} is a file; give a new or empty folder")
+    if not out.parent.is_dir():
+        raise UsageError(f"--out {value}: folder {out.parent} does not exist")
+    if out.is_dir() and any(out.iterdir()):
+        raise UsageError(
+            f"--out {value}: folder {out} is not empty; give a new or empty folder "
+            "(nothing in it is replaced)"
+        )
+    _not_a_runs_own(out)
+    return out
+
+
 RUN_FILES = ("config.json", "metrics.jsonl", "report.md")  # what only the run's writers write
 RUN_FOLDERS = ("checkpoints", "samples")
 
 
 def _not_a_runs_own(out: Path) -> None:
-    """Refuse ``out`` when it would replace a file that a run directory holds for itself
-    (its config, log, checkpoints or sample grids): the run would become unloadable."""
+    """Refuse ``out`` when it would replace a file or folder that a run directory holds for
+    itself (its config, log, checkpoints or sample grids): the run would become unloadable."""
     from kdegen.runs import is_run_dir
 
     parent = out.resolve().parent
-    if is_run_dir(parent) and out.name in RUN_FILES:
+    if is_run_dir(parent) and out.name in RUN_FILES + RUN_FOLDERS:
         raise UsageError(f"--out {out} is the run's own {out.name}; write the output elsewhere")
     if parent.name in RUN_FOLDERS and is_run_dir(parent.parent):
         raise UsageError(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from kdegen.data import embedded, mixtures, stacked, vision  # noqa: F401
 from kdegen.data.api import DatasetInfo, dataset_infos, load
 from kdegen.data.base import DATASETS, Dataset, ImageData, Request, dataset
-from kdegen.data.files import canonical_spec, file_fingerprint, save_npz
+from kdegen.data.files import canonical_spec, file_fingerprint, npz_size, save_npz, streamed_npz
 
 __all__ = [
     "DATASETS",
@@ -24,5 +24,7 @@ __all__ = [
     "dataset_infos",
     "file_fingerprint",
     "load",
+    "npz_size",
     "save_npz",
+    "streamed_npz",
 ]

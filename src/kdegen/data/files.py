@@ -3,7 +3,8 @@
 Arrays may be (N, H, W), (N, H, W, C) with C in {1, 3, 4} (alpha dropped),
 (N, C, H, W) with C in {1, 3}, or (N, D) points. uint8 images are mapped to [-1, 1];
 float images must already lie in [-1, 1]. :func:`save_npz` writes what :func:`read_path`
-reads back exactly.
+reads back exactly; :func:`streamed_npz` writes the same file a chunk at a time, for sample
+sets larger than memory.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ from __future__ import annotations
 import os
 import sys
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
@@ -25,6 +29,7 @@ ARRAY_SUFFIXES = frozenset({".npz", ".npy"})
 MAGIC = {".npy": b"\x93NUMPY", ".npz": b"PK\x03\x04"}
 PATH_SUFFIXES = ARRAY_SUFFIXES | IMAGE_SUFFIXES
 LAYOUTS = "(N,H,W), (N,H,W,C) with C in 1/3/4, (N,C,H,W) with C in 1/3, or (N,D) points"
+NPZ_OVERHEAD = 4096  # bytes of an .npz beyond its float32 samples: the .npy header, zip records
 
 
 def looks_like_path(spec: str) -> bool:
@@ -181,6 +186,18 @@ def from_arrays(images: np.ndarray, labels: np.ndarray | None, name: str) -> Ima
     return ImageData(scaled, label_tensor, name, num_classes=num_classes)
 
 
+def _sample_array(samples: torch.Tensor | np.ndarray, what: str) -> np.ndarray:
+    """``samples`` as float32 N x C x H x W images in [-1, 1] or N x D points, checked."""
+    array = np.asarray(torch.as_tensor(samples).detach().cpu(), dtype=np.float32)
+    if array.ndim not in (2, 4):
+        raise UsageError(f"{what} needs N x C x H x W images or N x D points, got {array.shape}")
+    if not np.isfinite(array).all():
+        raise UsageError(f"{what}: images contain NaN or infinite values; clean them first")
+    if array.ndim == 4 and (array.min() < -1 or array.max() > 1):
+        raise UsageError(f"{what}: images must lie in [-1, 1]; rescale them first")
+    return array
+
+
 def save_npz(
     path: str | os.PathLike[str],
     images: torch.Tensor | np.ndarray,
@@ -196,13 +213,7 @@ def save_npz(
     Returns:
         The path written; :func:`kdegen.data.load` reads it back exactly.
     """
-    array = np.asarray(torch.as_tensor(images).detach().cpu(), dtype=np.float32)
-    if array.ndim not in (2, 4):
-        raise UsageError(f"save_npz needs N x C x H x W images or N x D points, got {array.shape}")
-    if not np.isfinite(array).all():
-        raise UsageError("save_npz: images contain NaN or infinite values; clean them first")
-    if array.ndim == 4 and (array.min() < -1 or array.max() > 1):
-        raise UsageError("save_npz: images must lie in [-1, 1]; rescale them first")
+    array = _sample_array(images, "save_npz")
     out = Path(path)
     arrays: dict[str, np.ndarray] = {"images": array}
     if labels is not None:
@@ -247,3 +258,60 @@ def file_fingerprint(spec: str) -> dict[str, object] | None:
         "bytes": sum(st.st_size for st in stats),
         "modified": datetime.fromtimestamp(newest, timezone.utc).isoformat(),
     }
+
+
+def npz_size(shape: tuple[int, ...]) -> int:
+    """Bytes of the ``.npz`` that :func:`save_npz` or :func:`streamed_npz` writes for float32
+    samples of ``shape`` (N, ...), at most (no compression: the file is the array)."""
+    return int(np.prod(shape, dtype=object)) * 4 + NPZ_OVERHEAD
+
+
+class NpzStream:
+    """The ``images`` array of an ``.npz`` being written by :func:`streamed_npz`."""
+
+    def __init__(self, entry: IO[bytes], shape: tuple[int, ...]) -> None:
+        self.shape = shape
+        self.written = 0  # samples so far
+        self._entry = entry
+        header = {"descr": "<f4", "fortran_order": False, "shape": shape}
+        np.lib.format.write_array_header_1_0(entry, header)  # the header np.save writes
+
+    def write(self, samples: torch.Tensor | np.ndarray) -> None:
+        """Append ``samples`` (n, *shape[1:]): checked as :func:`save_npz` checks them."""
+        array = _sample_array(samples, "streamed_npz")
+        if array.shape[1:] != self.shape[1:] or self.written + len(array) > self.shape[0]:
+            raise ValueError(
+                f"streamed_npz of shape {self.shape}: cannot add {array.shape} after "
+                f"{self.written} samples"
+            )
+        little = np.ascontiguousarray(array, dtype="<f4")
+        self._entry.write(little.data.cast("B"))  # the bytes, without a copy
+        self.written += len(array)
+
+
+@contextmanager
+def streamed_npz(path: str | os.PathLike[str], shape: tuple[int, ...]) -> Iterator[NpzStream]:
+    """Write an ``.npz`` of float32 samples of ``shape`` (N, ...) chunk by chunk, atomically.
+
+    The file is the one :func:`save_npz` writes for the same samples (one stored, zip64
+    entry ``images.npy``: the .npy header for the full shape, then the samples in order),
+    so every reader of ``.npz`` files reads it; only one chunk is ever in memory.
+
+    Args:
+        path: where to write; an existing file is replaced only once all N samples were
+            written (an error, or fewer samples, leaves it as it was).
+        shape: the shape of the whole array, (N, C, H, W) or (N, D).
+
+    Yields:
+        The stream: call ``write(chunk)`` until N samples were written.
+    """
+    shape = tuple(int(s) for s in shape)
+    with (
+        atomic_path(Path(path)) as tmp,
+        zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as archive,
+        archive.open("images.npy", "w", force_zip64=True) as entry,
+    ):
+        stream = NpzStream(entry, shape)
+        yield stream
+        if stream.written != shape[0]:
+            raise ValueError(f"streamed_npz: {stream.written} of {shape[0]} samples were written")

@@ -161,3 +161,35 @@ def test_g_steps_updates_the_generator_k_times_per_discriminator_update(name: st
     opts = m.optimizers()
     steps = {k: {int(s["step"]) for s in o.state.values()} for k, o in opts.items()}
     assert steps == {"G": {6}, "D": {2}}
+
+
+def test_quick_heuristics_experiment_writes_table_json_and_plot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kdegen.experiments import heuristics as hx
+
+    argv = ["experiment", "heuristics", "--quick", "--out", str(tmp_path), "--no-progress"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "freezing beats noise and flipping" in out or "freezing does not beat" in out
+    data = json.loads((tmp_path / "results.json").read_text())
+    labels = list(hx.HEURISTICS)
+    assert [(r["data"], r["heuristic"]) for r in data["rows"]] == [
+        (d, h) for d in ("grid25", "digits") for h in labels
+    ]
+    for row in data["rows"]:
+        if row["data"] == "grid25":
+            assert 0 <= row["modes_mean"] <= 25 and 0 <= row["high_quality"] <= 1
+            assert row["is_final"] is None
+        else:
+            assert 1 <= row["is_final"] <= 10 and row["fid_final"] >= 0
+    assert set(data["digits_ranking"]) == set(labels)
+    assert data["curves"]["digits/plain"][0]["steps"] == [30, 60]
+    config = json.loads((tmp_path / "runs/digits-noise-0.2-seed0/config.json").read_text())
+    assert config["options"]["instance_noise"] == 0.2
+    assert config["options"]["instance_noise_decay"] == 60 / hx.NOISE_FOLDS
+    both = json.loads((tmp_path / "runs/grid25-freeze-1+flip-0.1-seed0/config.json").read_text())
+    assert both["options"]["freeze_d_layers"] == 1 and both["options"]["label_flip"] == 0.1
+    assert (tmp_path / "plot.png").stat().st_size > 0
+    assert main(argv) == 0  # every run is a part: the second time reuses them all
+    assert "reusing 14 of 14 finished parts" in capsys.readouterr().err

@@ -2,18 +2,27 @@
 
 - Nearest-neighbour test (Generator Reversal, Appendix C, Table 1): the mean (and
   standard deviation, ddof=1) of the Euclidean distance, in pixel space, from each
-  generated sample to its nearest training sample; small values flag copies. Distances
-  are in the units of the pixels given (kdegen images span [-1, 1], twice the distance
-  of [0, 1] images).
+  generated sample to its nearest training sample; small values flag copies (a copy is
+  at distance exactly 0). Distances are in the units of the pixels given (kdegen images
+  span [-1, 1], twice the distance of [0, 1] images).
 - Improved precision and recall (Kynkaanniemi et al. 2019): with r_k(x) the distance
-  from x to its k-th nearest neighbour in its own set (itself excluded),
+  from x to its k-th nearest neighbour in its own set (itself excluded, its copies not),
   precision = share of generated g with ||g - x|| <= r_k(x) for some real x, and recall =
   share of real x with ||x - g|| <= r_k(g) for some generated g.
 - Density and coverage (Naeem et al. 2020): density = (1 / (k M)) sum_j #{real x :
   ||g_j - x|| <= r_k(x)}, coverage = share of real x whose nearest generated sample
-  lies within r_k(x). Balls are closed (<=) throughout.
+  lies within r_k(x).
 
-Every distance goes through :mod:`kdegen.kernels` in blocks.
+Balls are closed throughout: a point is in a ball when its distance is <= the radius,
+as Kynkaanniemi et al. write the manifold. The ``prdc`` package of Naeem et al. compares
+with < (open balls). The two differ only at exact ties, a distance equal to a radius:
+duplicated or quantised features and memorised copies. For instance when the generated
+set is a copy of the real one, each real ball holds its centre and its k nearest
+neighbours, so density is (k + 1) / k here and 1 with open balls; a real point repeated
+k + 1 times has radius 0, whose closed ball holds its copies and whose open ball is
+empty. Distances come from :func:`kdegen.kernels.nearest` and
+:func:`kdegen.kernels.count_within` in blocks; ties there are exact (the direct float64
+sum of squared differences: 0 for a copy, the same value whichever set is the query).
 """
 
 from __future__ import annotations
@@ -72,7 +81,7 @@ def nearest_neighbour_distance(
     """
     g, t = as_pair(flatten(generated), flatten(train), ("generated", "train"), (2, 1))
     d2, idx = kernels.nearest(g, t, k=1, block=block)
-    distances = d2[:, 0].double().sqrt()
+    distances = d2[:, 0].sqrt()
     std = float(distances.std(correction=1))
     return NearestNeighbourResult(float(distances.mean()), std, distances, idx[:, 0])
 
@@ -140,8 +149,9 @@ def precision_recall(
 ) -> PrecisionRecall:
     """Share of generated samples on the real manifold and of real ones on the generated.
 
-    A sample lies on a set's manifold when it falls in the ball around some member of the
-    set whose radius is that member's distance to its k-th nearest neighbour in the set.
+    A sample lies on a set's manifold when it falls in the closed ball (distance <=
+    radius; see the module docstring) around some member of the set whose radius is that
+    member's distance to its k-th nearest neighbour in the set.
     ``real`` (n, d) and ``generated`` (m, d) are features; ``block`` is the tile size
     (the values do not depend on it).
     """
@@ -156,10 +166,10 @@ def density_coverage(
 ) -> DensityCoverage:
     """How many real k-NN balls hold each generated sample, and how many balls are hit.
 
-    Density: the mean count of real balls (radius: the real sample's k-th neighbour
-    distance among the real ones) around each generated sample, over k; coverage: the
-    share of real balls holding at least one generated sample. Arguments as
-    :func:`precision_recall`.
+    Density: the mean count of closed real balls (radius: the real sample's k-th
+    neighbour distance among the real ones) around each generated sample, over k;
+    coverage: the share of real balls holding at least one generated sample. Arguments
+    as :func:`precision_recall`.
     """
     x, g, k = _balls(real, generated, k)
     radii = _radii_sq(x, k, block)
@@ -177,13 +187,17 @@ def _nearest_metric(inputs: Inputs) -> dict[str, float]:
     return {"mean": r.mean, "std": r.std}
 
 
-@register_metric("precision_recall", ("generated", "test"), "k-NN precision and recall (k=3)")
+@register_metric(
+    "precision_recall", ("generated", "test"), "k-NN precision and recall (k=3, closed balls)"
+)
 def _precision_recall_metric(inputs: Inputs) -> dict[str, float]:
     r = precision_recall(inputs["test"], inputs["generated"])
     return {"precision": r.precision, "recall": r.recall}
 
 
-@register_metric("density_coverage", ("generated", "test"), "k-NN density and coverage (k=5)")
+@register_metric(
+    "density_coverage", ("generated", "test"), "k-NN density and coverage (k=5, closed balls)"
+)
 def _density_coverage_metric(inputs: Inputs) -> dict[str, float]:
     r = density_coverage(inputs["test"], inputs["generated"])
     return {"density": r.density, "coverage": r.coverage}

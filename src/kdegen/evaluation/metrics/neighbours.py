@@ -23,6 +23,11 @@ k + 1 times has radius 0, whose closed ball holds its copies and whose open ball
 empty. Distances come from :func:`kdegen.kernels.nearest` and
 :func:`kdegen.kernels.count_within` in blocks; ties there are exact (the direct float64
 sum of squared differences: 0 for a copy, the same value whichever set is the query).
+
+Sizes. A k-NN radius needs k other samples of its set, so precision/recall and
+density/coverage need k + 1 samples in each set (density/coverage only build real
+balls; the generated set is held to the same floor). The nearest-neighbour test needs 2:
+its standard deviation has ddof=1.
 """
 
 from __future__ import annotations
@@ -35,8 +40,16 @@ from torch import Tensor
 
 from kdegen import kernels
 from kdegen.errors import UsageError
-from kdegen.evaluation.metrics.inputs import Array, as_pair, at_least
+from kdegen.evaluation.metrics.inputs import Array, Minimum, as_pair, at_least
 from kdegen.evaluation.metrics.registry import Inputs, register_metric
+
+NN_MINIMUM = Minimum(2, "the std of the distances has ddof=1")
+PR_K, DC_K = 3, 5  # the k of precision/recall and of density/coverage in `kdegen evaluate`
+
+
+def knn_minimum(k: int) -> Minimum:
+    """k + 1 samples per set: a k-NN radius needs k others."""
+    return Minimum(k + 1, f"a k-NN radius needs k = {k} others")
 
 
 @dataclass(frozen=True)
@@ -72,14 +85,15 @@ def nearest_neighbour_distance(
     """Euclidean distance from each generated sample to its nearest training sample.
 
     Args:
-        generated: (n, d) pixels or features, or images (n, C, H, W) (flattened).
-        train: (m, d) in the same layout.
+        generated: (n, d) pixels or features, or images (n, C, H, W) (flattened); n >= 2.
+        train: (m, d) in the same layout; m >= 2.
         block: tile size (the values do not depend on it).
 
     Returns:
         Mean, std, and per-sample distances and nearest indices.
     """
-    g, t = as_pair(flatten(generated), flatten(train), ("generated", "train"), (2, 1))
+    g, t = as_pair(flatten(generated), flatten(train), ("generated", "train"))
+    NN_MINIMUM.check("nearest_neighbour_distance", {"generated": g, "train": t})
     d2, idx = kernels.nearest(g, t, k=1, block=block)
     distances = d2[:, 0].sqrt()
     std = float(distances.std(correction=1))
@@ -116,8 +130,6 @@ def save_nearest_pairs(
 
 def _radii_sq(x: Tensor, k: int, block: int) -> Tensor:
     """Squared distance from each row to its k-th nearest other row, (n,)."""
-    if x.shape[0] <= k:
-        raise UsageError(f"k={k} needs more than {k} samples per set, got {x.shape[0]}")
     return kernels.nearest(x, x, k=k, exclude_self=True, block=block)[0][:, k - 1]
 
 
@@ -137,32 +149,33 @@ class DensityCoverage:
     coverage: float
 
 
-def _balls(real: Array, generated: Array, k: int) -> tuple[Tensor, Tensor, int]:
-    """The real (n, d) and generated (m, d) features and the k checked (k >= 1)."""
+def _balls(real: Array, generated: Array, k: int, metric: str) -> tuple[Tensor, Tensor, int]:
+    """The real (n, d) and generated (m, d) features, k + 1 or more each, and k >= 1."""
     k = at_least(k, 1, "k")
     x, g = as_pair(real, generated, ("real", "generated"))
+    knn_minimum(k).check(metric, {"real": x, "generated": g})
     return x, g, k
 
 
 def precision_recall(
-    real: Array, generated: Array, k: int = 3, block: int = kernels.DEFAULT_BLOCK
+    real: Array, generated: Array, k: int = PR_K, block: int = kernels.DEFAULT_BLOCK
 ) -> PrecisionRecall:
     """Share of generated samples on the real manifold and of real ones on the generated.
 
     A sample lies on a set's manifold when it falls in the closed ball (distance <=
     radius; see the module docstring) around some member of the set whose radius is that
     member's distance to its k-th nearest neighbour in the set.
-    ``real`` (n, d) and ``generated`` (m, d) are features; ``block`` is the tile size
-    (the values do not depend on it).
+    ``real`` (n, d) and ``generated`` (m, d) are features, more than k of each;
+    ``block`` is the tile size (the values do not depend on it).
     """
-    x, g, k = _balls(real, generated, k)
+    x, g, k = _balls(real, generated, k, "precision_recall")
     in_real = kernels.count_within(g, x, _radii_sq(x, k, block), block) > 0
     in_generated = kernels.count_within(x, g, _radii_sq(g, k, block), block) > 0
     return PrecisionRecall(float(in_real.double().mean()), float(in_generated.double().mean()))
 
 
 def density_coverage(
-    real: Array, generated: Array, k: int = 5, block: int = kernels.DEFAULT_BLOCK
+    real: Array, generated: Array, k: int = DC_K, block: int = kernels.DEFAULT_BLOCK
 ) -> DensityCoverage:
     """How many real k-NN balls hold each generated sample, and how many balls are hit.
 
@@ -171,7 +184,7 @@ def density_coverage(
     coverage: the share of real balls holding at least one generated sample. Arguments
     as :func:`precision_recall`.
     """
-    x, g, k = _balls(real, generated, k)
+    x, g, k = _balls(real, generated, k, "density_coverage")
     radii = _radii_sq(x, k, block)
     counts = kernels.count_within(g, x, radii, block)
     nearest_generated = kernels.nearest(x, g, k=1, block=block)[0][:, 0]
@@ -180,7 +193,10 @@ def density_coverage(
 
 
 @register_metric(
-    "nearest_neighbour", ("generated_pixels", "train_pixels"), "mean pixel distance to train NN"
+    "nearest_neighbour",
+    ("generated_pixels", "train_pixels"),
+    "mean pixel distance to train NN",
+    NN_MINIMUM,
 )
 def _nearest_metric(inputs: Inputs) -> dict[str, float]:
     r = nearest_neighbour_distance(inputs["generated_pixels"], inputs["train_pixels"])
@@ -188,7 +204,10 @@ def _nearest_metric(inputs: Inputs) -> dict[str, float]:
 
 
 @register_metric(
-    "precision_recall", ("generated", "test"), "k-NN precision and recall (k=3, closed balls)"
+    "precision_recall",
+    ("generated", "test"),
+    f"k-NN precision and recall (k={PR_K}, closed balls)",
+    knn_minimum(PR_K),
 )
 def _precision_recall_metric(inputs: Inputs) -> dict[str, float]:
     r = precision_recall(inputs["test"], inputs["generated"])
@@ -196,7 +215,10 @@ def _precision_recall_metric(inputs: Inputs) -> dict[str, float]:
 
 
 @register_metric(
-    "density_coverage", ("generated", "test"), "k-NN density and coverage (k=5, closed balls)"
+    "density_coverage",
+    ("generated", "test"),
+    f"k-NN density and coverage (k={DC_K}, closed balls)",
+    knn_minimum(DC_K),
 )
 def _density_coverage_metric(inputs: Inputs) -> dict[str, float]:
     r = density_coverage(inputs["test"], inputs["generated"])

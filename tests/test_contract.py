@@ -408,7 +408,7 @@ def metric_inputs() -> dict[str, Any]:
         "train_pixels": torch.rand(35, 1, 4, 4, generator=t) * 2 - 1,
         "mode_centres": np.array([[0.0, 0.0], [3.0, 0.0]]),
         "mode_std": 0.5,
-        "generated_digits": torch.randint(0, 10, (40, 3), generator=t),
+        "generated_digits": torch.randint(0, 10, (1000, 3), generator=t),  # one per mode
     }
 
 

@@ -280,7 +280,7 @@ BAD = [
     (lambda r, g: [_npz(r, "nan.npz", np.full((9, 1, 8, 8), np.nan, np.float32)),
                    "--reference", "digits"], "NaN"),
     (lambda r, g: [_npz(r, "one.npz", np.zeros((1, 1, 8, 8), np.uint8)), "--reference",
-                   "digits", "--metrics", "mmd", "--embedding", "pixels"], "needs at least 2"),
+                   "digits", "--metrics", "mmd", "--embedding", "pixels"], "needs at least 4"),
     (lambda r, g: [g, "--reference", "digits", "--metrics", "mode_count"], "mixture"),
     (lambda r, g: [g, "--reference", "digits", "--n", "0"], "--n"),
     (lambda r, g: [g, "--reference", "mnist6k"], "unknown dataset"),

@@ -20,9 +20,13 @@ def cmd_metrics(argv: list[str]) -> int:
     from kdegen.evaluation.metrics import METRICS
 
     print_table(
-        [("metric", "needs", "description")]
-        + [(n, ",".join(m.needs), m.description) for n, m in METRICS.items()]
+        [("metric", "needs", "least n", "description")]
+        + [
+            (n, ",".join(m.needs), str(m.minimum.samples), m.description)
+            for n, m in METRICS.items()
+        ]
     )
+    print("\nleast n: samples per set below which `kdegen evaluate` skips the metric")
     print(f"\nembeddings: {', '.join(EMBEDDINGS.names())}")
     return 0
 

@@ -10,7 +10,8 @@ which metrics can apply and which input roles they need (:mod:`.roles`), embeds 
 what those need, runs the metrics of :data:`kdegen.evaluation.metrics.METRICS` and
 returns an :class:`Evaluation`: each metric's numbers, its headline value and standard
 error where one exists, the embedding and the sample sizes. Metrics that cannot apply to
-these data are skipped with a reason under ``all`` and are an error when named.
+these data, or that would mean nothing on so few samples (each metric declares its
+least size per set), are skipped with a reason under ``all`` and are an error when named.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from kdegen.config import Config, option
 from kdegen.errors import UsageError
 from kdegen.evaluation.embed import EMBEDDINGS, ClassifierConfig, EmbedSettings, Reference
 from kdegen.evaluation.generated import GeneratedSet, Sampler, load_generated, load_reference
-from kdegen.evaluation.metrics import METRICS
+from kdegen.evaluation.metrics import METRICS, Metric
 from kdegen.evaluation.roles import ROLE_SOURCES, prepare
 from kdegen.evaluation.sources import Sources
 from kdegen.files import write_text_atomic
@@ -54,6 +55,12 @@ ORDER = (
 
 
 Features = Literal["logits", "prelogits", "hypercolumns"]
+# what to do about a set with too few samples for a metric ({flag}: the option that sets n)
+MORE = {
+    "generated": "draw more with {flag} or pass more",
+    "test": "use a larger reference",
+    "train": "use more training data (--train-data, --max-train)",
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -146,18 +153,33 @@ def default_embedding(reference: Reference) -> str:
     return "classifier" if reference.test.kind == "image" else "pixels"
 
 
+def too_few(metric: Metric, sources: Sources, flag: str = "--n") -> str | None:
+    """Why ``metric`` would mean nothing on these sets' sizes (None when they suffice)."""
+    least = metric.minimum.samples
+    for which in dict.fromkeys(ROLE_SOURCES.get(r).of for r in metric.needs):
+        if which is not None and sources.size(which) < least:
+            return (
+                f"it needs at least {least} {which} samples ({metric.minimum.why}), got "
+                f"{sources.size(which)}; {MORE[which].format(flag=flag)}"
+            )
+    return None
+
+
 def plan_metrics(
-    names: list[str], explicit: bool, sources: Sources
+    names: list[str], explicit: bool, sources: Sources, flag: str = "--n"
 ) -> tuple[list[str], dict[str, str]]:
     """Split ``names`` into metrics that can run and skipped ones with the reason.
+
+    ``flag`` is the option that sets the number of generated samples (for the advice).
 
     Raises:
         UsageError: a metric named explicitly cannot apply to these data.
     """
     runnable, skipped = [], {}
     for name in names:
-        reasons = [ROLE_SOURCES.get(r).missing(sources) for r in METRICS.get(name).needs]
-        reason = next((r for r in reasons if r), None)
+        metric = METRICS.get(name)
+        reasons = [ROLE_SOURCES.get(r).missing(sources) for r in metric.needs]
+        reason = next((r for r in reasons if r), None) or too_few(metric, sources, flag)
         if reason is None:
             runnable.append(name)
         elif explicit:
@@ -165,7 +187,11 @@ def plan_metrics(
         else:
             skipped[name] = reason
     if not runnable:
-        raise UsageError("none of the metrics asked for applies to these data; see --metrics")
+        first = next(iter(skipped.items()))
+        raise UsageError(
+            f"none of the metrics asked for applies to these data ({first[0]}: {first[1]}); "
+            "see --metrics"
+        )
     return runnable, skipped
 
 

@@ -37,6 +37,7 @@ class RoleSource:
     missing: Callable[[Sources], str | None]
     get: Callable[[Sources], Any]
     network: str | None  # the network ``get`` runs (see Sources.network), if any
+    of: str | None  # the set of samples whose rows it holds (generated, test, train), if any
 
 
 ROLE_SOURCES: Registry[RoleSource] = Registry("input role")
@@ -47,12 +48,16 @@ def _always(sources: Sources) -> str | None:
 
 
 def role(
-    name: str, missing: Callable[[Sources], str | None] = _always, network: str | None = None
+    name: str,
+    missing: Callable[[Sources], str | None] = _always,
+    network: str | None = None,
+    of: str | None = None,
 ) -> Callable[[Callable[[Sources], Any]], Callable[[Sources], Any]]:
-    """Decorator registering ``get`` as the source of role ``name``."""
+    """Decorator registering ``get`` as the source of role ``name`` (one row per sample
+    of set ``of``, if given)."""
 
     def add(get: Callable[[Sources], Any]) -> Callable[[Sources], Any]:
-        ROLE_SOURCES.add(name, RoleSource(missing, get, network))
+        ROLE_SOURCES.add(name, RoleSource(missing, get, network, of))
         return get
 
     return add
@@ -101,37 +106,37 @@ def _no_mixture(sources: Sources) -> str | None:
     return None
 
 
-@role("generated", network="features")
+@role("generated", network="features", of="generated")
 def _generated(s: Sources) -> Tensor:
     return s.embedded("generated").features
 
 
-@role("test", network="features")
+@role("test", network="features", of="test")
 def _test(s: Sources) -> Tensor:
     return s.embedded("test").features
 
 
-@role("train", _no_train, "features")
+@role("train", _no_train, "features", "train")
 def _train(s: Sources) -> Tensor:
     return s.embedded("train").features
 
 
-@role("generated_probs", _no_probabilities, "labels")
+@role("generated_probs", _no_probabilities, "labels", "generated")
 def _generated_probs(s: Sources) -> Tensor | None:
     return s.embedded("generated", "labels").probs
 
 
-@role("train_probs", _no_train_probabilities, "labels")
+@role("train_probs", _no_train_probabilities, "labels", "train")
 def _train_probs(s: Sources) -> Tensor | None:
     return s.embedded("train", "labels").probs
 
 
-@role("generated_pixels")
+@role("generated_pixels", of="generated")
 def _generated_pixels(s: Sources) -> Tensor:
     return s.images("generated")
 
 
-@role("train_pixels", _no_train)
+@role("train_pixels", _no_train, of="train")
 def _train_pixels(s: Sources) -> Tensor:
     return s.images("train")
 
@@ -146,7 +151,7 @@ def _mode_std(s: Sources) -> float | None:
     return s.reference.test.std
 
 
-@role("generated_digits", _no_digits, "digits")
+@role("generated_digits", _no_digits, "digits", "generated")
 def _generated_digits(s: Sources) -> Tensor | None:
     return s.embedded("generated", "digits").digits
 

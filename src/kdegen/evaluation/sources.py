@@ -81,6 +81,10 @@ class Sources:
             raise UsageError(f"{self.reference.name} has no training data; pass --train-data")
         return found
 
+    def size(self, which: str) -> int:
+        """Samples in set ``which`` (train: after the ``max_train`` subset)."""
+        return len(self.images(which))
+
     def embedding(self) -> Embedding:
         """The feature embedding (made, and fitted or trained, on first use)."""
         if self._embedding is None:

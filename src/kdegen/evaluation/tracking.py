@@ -68,7 +68,7 @@ class TrainingEvaluator:
         settings = EmbedSettings("logits", 500, device, progress=progress)
         probe = torch.zeros(n, *reference.test.shape)  # shapes only: nothing is embedded yet
         self.sources = Sources(probe, reference, default_embedding(reference), settings, 10_000)
-        self.names, _ = plan_metrics(names, True, self.sources)
+        self.names, _ = plan_metrics(names, True, self.sources, "--eval-n")
         self.n, self.seed, self.device = n, seed, device
         with self._own_randomness():  # train or load the classifier now: errors come first
             prepare(self.sources, {role for name in self.names for role in METRICS.get(name).needs})

@@ -17,6 +17,10 @@ P_j = [p_j, 1, ||p_j||^2], make Q_i . P_j = ||q_i - p_j||^2. A row's log-sum-exp
 tile is read off PyTorch's fused log-softmax kernel (row max, sum of exponentials, one
 write: stable, and faster than ``exp`` + ``sum``) and tiles are merged in float64. Tiles
 of float32 inputs stay float32; what is accumulated across tiles is float64.
+
+Nearest neighbours and k-NN ball counts (:mod:`.neighbours`) use these tiles only to
+screen: the distances they report and compare are direct float64 sums, so exact ties in
+the data (copies, quantised or integer features) stay exact.
 """
 
 from __future__ import annotations
@@ -26,13 +30,12 @@ from kdegen.kernels.density import (
     logsumexp_and_softmax_mean,
     softmax_mean_points,
 )
+from kdegen.kernels.neighbours import count_within, nearest, pair_sq_dists
 from kdegen.kernels.sums import (
-    count_within,
     gaussian_kernel_matmul,
     gaussian_kernel_sum,
     logsumexp_neg_dist,
     logsumexp_neg_sqdist,
-    nearest,
     polynomial_kernel_sum,
     softmax_mean_sqdist,
 )
@@ -48,6 +51,7 @@ __all__ = [
     "logsumexp_neg_dist",
     "logsumexp_neg_sqdist",
     "nearest",
+    "pair_sq_dists",
     "polynomial_kernel_sum",
     "softmax_mean_points",
     "softmax_mean_sqdist",

@@ -1,5 +1,5 @@
-"""Reductions over all pairs of two sets: log-sum-exps, kernel sums and products,
-nearest neighbours and ball counts (see :mod:`kdegen.kernels`)."""
+"""Reductions over all pairs of two sets: log-sum-exps, kernel sums and products
+(see :mod:`kdegen.kernels`; nearest neighbours are in :mod:`.neighbours`)."""
 
 from __future__ import annotations
 
@@ -109,53 +109,6 @@ def gaussian_kernel_sum(
         # symmetric: tile 0 is on the diagonal, the others stand for their mirror images too
         total += 2.0 * sums.sum() - sums[0] if symmetric else sums.sum()
     return float(total)
-
-
-def nearest(
-    query: Tensor,
-    points: Tensor,
-    k: int = 1,
-    exclude_self: bool = False,
-    block: int = DEFAULT_BLOCK,
-) -> tuple[Tensor, Tensor]:
-    """The k smallest squared distances from each query row to ``points``, and their indices.
-
-    Returns:
-        (values (n, k) ascending, indices (n, k)).
-    """
-    _check(query, points)
-    if k > points.shape[0] - int(exclude_self):
-        raise ValueError(f"k={k} exceeds the number of candidate points")
-    n = query.shape[0]
-    Q, P = _augment(query, points)  # tiles of ||q - p||^2
-    best_v = torch.full((n, k), torch.inf, dtype=Q.dtype, device=Q.device)
-    best_i = torch.full((n, k), -1, dtype=torch.long, device=Q.device)
-    for i0, j0, d2 in _tiles(Q, P, block):
-        if exclude_self:
-            _mask_self(d2, i0, j0, torch.inf)
-        rows = slice(i0, i0 + d2.shape[0])
-        v, idx = d2.topk(min(k, d2.shape[1]), dim=1, largest=False)
-        merged_v, order = torch.cat([best_v[rows], v], 1).topk(k, 1, largest=False)
-        best_i[rows] = torch.cat([best_i[rows], idx + j0], 1).gather(1, order)
-        best_v[rows] = merged_v
-    return best_v.clamp_(min=0).to(query.dtype), best_i
-
-
-def count_within(
-    query: Tensor, points: Tensor, radii_sq: Tensor, block: int = DEFAULT_BLOCK
-) -> Tensor:
-    """For each query row, how many points p_j have ||q_i - p_j||^2 <= radii_sq[j]: (n,).
-
-    The k-NN-ball membership counts of precision/recall and density (radii_sq: (m,)).
-    """
-    _check(query, points)
-    Q, P = _augment(query, points)  # tiles of ||q - p||^2
-    radii = radii_sq.to(device=Q.device, dtype=Q.dtype)
-    counts = torch.zeros(query.shape[0], dtype=torch.long, device=Q.device)
-    for i0, j0, d2 in _tiles(Q, P, block):
-        r, c = d2.shape
-        counts[i0 : i0 + r] += (d2 <= radii[j0 : j0 + c]).sum(1)
-    return counts
 
 
 def gaussian_kernel_matmul(

@@ -22,6 +22,12 @@ which is s(s-1) ~ s^2 at p = 1 - e^{-1/2} ~ 0.39 (the tutorial's rule of thumb).
 or p = 1 only bound N; p is then clipped to [1/(2B), 1 - 1/(2B)] and ``support_kind``
 says "lower bound" or "upper bound" instead of "estimate". Save the pairs with
 :func:`save_duplicate_pairs` and look at them: the numbers do not replace step (c).
+
+Sizes. A batch holds at least 10 samples (45 pairs; a batch of 2 holds one pair, and
+two images gave a "support" of 19.5). The B batches are drawn from a fixed set of
+samples, while the estimate above treats them as independent: they must be able to
+differ, so with B > 1 the set holds at least twice the batch size (20 samples at the
+least), and so does the reference. ``kdegen evaluate`` uses s = min(400, n / 2).
 """
 
 from __future__ import annotations
@@ -35,9 +41,27 @@ from torch import Tensor
 
 from kdegen import kernels
 from kdegen.errors import UsageError
-from kdegen.evaluation.metrics.inputs import Array, as_features, as_pair, at_least, positive
+from kdegen.evaluation.metrics.inputs import (
+    Array,
+    Minimum,
+    as_features,
+    as_pair,
+    at_least,
+    positive,
+)
 from kdegen.evaluation.metrics.neighbours import flatten
 from kdegen.evaluation.metrics.registry import Inputs, register_metric
+
+MIN_BATCH = 10  # 45 pairs per batch
+BATCH = 400  # the batch size of `kdegen evaluate` when the samples allow it
+MINIMUM = Minimum(2 * MIN_BATCH, f"batches of {MIN_BATCH} from twice as many, so that they differ")
+
+
+def pool_minimum(batch_size: int, batches: int) -> Minimum:
+    """Samples needed to draw ``batches`` batches of ``batch_size`` that can differ."""
+    if batches == 1:
+        return Minimum(batch_size, "one batch of batch_size")
+    return Minimum(2 * batch_size, f"twice batch_size, so that the {batches} batches differ")
 
 
 @dataclass(frozen=True)
@@ -104,23 +128,24 @@ def birthday_duplicates(
     """Closest pairs in random batches of ``samples`` and the birthday support estimate.
 
     Args:
-        samples: generated samples (n, d), or images (n, C, H, W) (flattened).
-        batch_size: s, samples per batch (2 <= s <= n).
+        samples: generated samples (n, d), or images (n, C, H, W) (flattened); n >= 2 s
+            when batches > 1 (see the module docstring).
+        batch_size: s, samples per batch, at least 10.
         top: closest pairs to return (over all batches).
         seed: seed of the batch draws.
         threshold: duplicate distance; None derives it from ``reference``.
-        reference: real samples in the same layout (n_ref >= s), used when no threshold.
+        reference: real samples in the same layout (as many as ``samples`` need), used
+            when no threshold is given.
         batches: B, batches drawn (from the samples, and from the reference).
         block: tile size of the distance computations.
 
     Returns:
         The pairs, the threshold, the collision rate and the support size estimate.
     """
-    x = as_features(flatten(samples), "samples", min_rows=2)
-    s = at_least(batch_size, 2, "batch_size")
+    x = as_features(flatten(samples), "samples")
+    s = at_least(batch_size, MIN_BATCH, "batch_size")
     top, batches = at_least(top, 1, "top"), at_least(batches, 1, "batches")
-    if s > x.shape[0]:
-        raise UsageError(f"batch_size {s} exceeds the {x.shape[0]} samples; pass a smaller one")
+    pool_minimum(s, batches).check("birthday_duplicates", {"samples": x})
     if threshold is None:
         if reference is None:
             raise UsageError("pass threshold= (a distance) or reference= (real samples)")
@@ -155,8 +180,7 @@ def _reference_threshold(
 ) -> float:
     """Smallest closest-pair distance over ``batches`` reference batches of size s."""
     ref, _ = as_pair(reference, x, ("reference", "samples"))
-    if s > ref.shape[0]:
-        raise UsageError(f"batch_size {s} exceeds the {ref.shape[0]} reference samples")
+    pool_minimum(s, batches).check("birthday_duplicates", {"reference": ref})
     rng = torch.Generator().manual_seed(seed + 1)
     closest = min(
         float(closest_pairs(ref[_batch(ref.shape[0], s, rng).to(ref.device)], 1, block)[1][0])
@@ -183,10 +207,15 @@ def save_duplicate_pairs(images: Tensor, result: BirthdayResult, path: Path | st
 
 
 @register_metric(
-    "birthday", ("generated_pixels", "train_pixels"), "birthday-paradox support size (s=400)"
+    "birthday",
+    ("generated_pixels", "train_pixels"),
+    f"birthday-paradox support size (s={BATCH})",
+    MINIMUM,
 )
 def _birthday_metric(inputs: Inputs) -> dict[str, float]:
-    size = min(400, len(inputs["generated_pixels"]), len(inputs["train_pixels"]))
+    sets = {"generated": inputs["generated_pixels"], "train": inputs["train_pixels"]}
+    MINIMUM.check("birthday", {k: torch.as_tensor(v) for k, v in sets.items()})
+    size = min(BATCH, len(sets["generated"]) // 2, len(sets["train"]) // 2)
     r = birthday_duplicates(inputs["generated_pixels"], size, reference=inputs["train_pixels"])
     return {
         "collision_probability": r.collision_probability,

@@ -36,13 +36,23 @@ from torch import Tensor
 
 from kdegen import kernels
 from kdegen.errors import UsageError
-from kdegen.evaluation.metrics.inputs import Array, as_pair, as_sets, mean_and_stderr, positive
+from kdegen.evaluation.metrics.inputs import (
+    Array,
+    Minimum,
+    as_pair,
+    as_sets,
+    mean_and_stderr,
+    positive,
+)
 from kdegen.evaluation.metrics.registry import Inputs, register_metric
 
 LOG_SUMS: dict[str, Callable[..., Tensor]] = {
     "sqeuclidean": kernels.logsumexp_neg_sqdist,  # D = scale * ||t - g||^2
     "euclidean": kernels.logsumexp_neg_dist,  # D = scale * ||t - g||
 }
+# the standard error is a std (ddof=1) over the points averaged; a mixture of one sample
+# is a single Gaussian: every set is held to 2
+MINIMUM = Minimum(2, "the standard error is a std over the points averaged")
 
 
 @dataclass(frozen=True)
@@ -100,7 +110,7 @@ def ddm(
 
     Args:
         test: held-out real features (n_test, d), at least 2 (for the standard error).
-        generated: generated features (n_generated, d).
+        generated: generated features (n_generated, d), at least 2.
         distance: "sqeuclidean" (D = scale ||t-g||^2) or "euclidean" (D = scale ||t-g||).
         scale: positive factor on the distance.
         block: tile size of the kernel sums (the value does not depend on it).
@@ -109,7 +119,8 @@ def ddm(
         The value in nats and bits with its standard error, and the set sizes.
         float32 features are computed in float32 tiles; pass float64 for full precision.
     """
-    t, g = as_pair(test, generated, ("test", "generated"), min_rows=(2, 1))
+    t, g = as_pair(test, generated, ("test", "generated"))
+    MINIMUM.check("ddm", {"test": t, "generated": g})
     terms = neg_log_mean_exp(t, g, distance, positive(scale, "scale"), block)
     return DDMResult(*_summary(terms), t.shape[0], g.shape[0])
 
@@ -125,7 +136,7 @@ def ddm_relative(
     """Relative Distribution Divergence Measure of Eq. 3.5, DDM(R, G) - DDM(R, T).
 
     Args:
-        train: training features R (n_train, d), at least 2.
+        train: training features R (n_train, d), at least 2 (as are the others).
         test: held-out real features T (n_test, d).
         generated: generated features G (n_generated, d).
         distance, scale, block: as for :func:`ddm`.
@@ -135,7 +146,8 @@ def ddm_relative(
         closer (see the module docstring); the standard error is over training points.
     """
     names = ("train", "test", "generated")
-    r, t, g = as_sets([train, test, generated], names, min_rows=(2, 1, 1))
+    r, t, g = as_sets([train, test, generated], names)
+    MINIMUM.check("ddm_relative", dict(zip(names, (r, t, g), strict=True)))
     scale = positive(scale, "scale")
     terms = neg_log_mean_exp(r, g, distance, scale, block)
     terms -= neg_log_mean_exp(r, t, distance, scale, block)
@@ -146,13 +158,16 @@ def _as_numbers(result: DDMResult | DDMRelativeResult) -> dict[str, float]:
     return {"nats": result.nats, "bits": result.bits, "stderr_nats": result.stderr_nats}
 
 
-@register_metric("ddm", ("test", "generated"), "Distribution Divergence Measure (Eq. 3.4)")
+@register_metric("ddm", ("test", "generated"), "Distribution Divergence Measure (Eq. 3.4)", MINIMUM)
 def _ddm_metric(inputs: Inputs) -> dict[str, float]:
     return _as_numbers(ddm(inputs["test"], inputs["generated"]))
 
 
 @register_metric(
-    "ddm_relative", ("train", "test", "generated"), "relative DDM (Eq. 3.5), > 0: worse than test"
+    "ddm_relative",
+    ("train", "test", "generated"),
+    "relative DDM (Eq. 3.5), > 0: worse than test",
+    MINIMUM,
 )
 def _ddm_relative_metric(inputs: Inputs) -> dict[str, float]:
     return _as_numbers(ddm_relative(inputs["train"], inputs["test"], inputs["generated"]))

@@ -10,6 +10,11 @@ PSD matrix S_1^{1/2} S_2 S_1^{1/2} (the same eigenvalues as S_1 S_2, whose squar
 roots sum to tr (S_1 S_2)^{1/2}). Negative eigenvalues of rounding size are clipped to 0;
 a clearly negative one means a matrix is not a covariance and is reported, never
 silently dropped as the imaginary part of a general matrix square root would be.
+
+Sizes. A covariance (ddof=1) needs 2 samples. With n <= d samples it is singular
+(rank < d) and FID is biased high; pytorch-fid asks for more samples than the 2048
+dimensions of Inception features for this reason. The value is still finite (the
+symmetric form needs no inverse), so :func:`fid` warns rather than refuses.
 """
 
 from __future__ import annotations
@@ -20,11 +25,12 @@ import torch
 from torch import Tensor
 
 from kdegen.errors import UsageError
-from kdegen.evaluation.metrics.inputs import Array, as_pair
+from kdegen.evaluation.metrics.inputs import Array, Minimum, as_pair
 from kdegen.evaluation.metrics.registry import Inputs, register_metric
 
 EIG_TOLERANCE = 1e-10  # eigenvalues below -tol * max|eigenvalue| are not rounding
 MOMENT_BLOCK = 4096  # rows per chunk when accumulating a covariance
+MINIMUM = Minimum(2, "a covariance needs 2")
 
 
 def feature_moments(x: Tensor, block: int = MOMENT_BLOCK) -> tuple[Tensor, Tensor]:
@@ -93,14 +99,24 @@ def fid(a: Array, b: Array) -> float:
         b: (m, d) features of the reference set, m >= 2.
 
     Returns:
-        FID (float64 throughout).
+        FID (float64 throughout). Warns when a set has no more samples than dimensions.
     """
-    ta, tb = as_pair(a, b, ("first feature set", "second feature set"), min_rows=(2, 2))
+    names = ("first feature set", "second feature set")
+    ta, tb = as_pair(a, b, names)
+    MINIMUM.check("fid", dict(zip(names, (ta, tb), strict=True)))
+    d = ta.shape[1]
+    if min(ta.shape[0], tb.shape[0]) <= d:
+        warnings.warn(
+            f"FID from {min(ta.shape[0], tb.shape[0])} samples in {d} dimensions: the "
+            "covariance is singular and FID biased high; use more samples than dimensions",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     mu1, s1 = feature_moments(ta)
     mu2, s2 = feature_moments(tb)
     return frechet_distance(mu1, s1, mu2, s2)
 
 
-@register_metric("fid", ("generated", "test"), "Frechet distance of Gaussian fits (FID)")
+@register_metric("fid", ("generated", "test"), "Frechet distance of Gaussian fits (FID)", MINIMUM)
 def _fid_metric(inputs: Inputs) -> dict[str, float]:
     return {"value": fid(inputs["generated"], inputs["test"])}

@@ -1,14 +1,18 @@
-"""Checking the arrays handed to metrics: shapes, finite values, probabilities.
+"""Checking the arrays handed to metrics: shapes, sizes, finite values, probabilities.
 
 Every metric accepts torch tensors or NumPy arrays. Mistakes (mismatched feature
 dimensions, too few samples, NaN or infinite values, rows that are not probabilities)
 raise :class:`kdegen.UsageError` with one line saying what is wrong and what to do.
+Each metric declares a :class:`Minimum`: the least number of samples in each set it
+reads at which its numbers mean something (below it they are an artefact of the size,
+such as an Inception Score of exactly 1 from one sample), and why.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TypeAlias
 
 import numpy as np
@@ -20,6 +24,28 @@ from kdegen.errors import UsageError
 Array: TypeAlias = Tensor | np.ndarray
 
 PROB_TOLERANCE = 1e-3  # rows of probabilities may sum to 1 +- this (float32 softmax)
+
+
+@dataclass(frozen=True)
+class Minimum:
+    """The least number of samples in each set at which a metric is meaningful.
+
+    Attributes:
+        samples: that number.
+        why: a few words on the reason, shown with the error or the skip.
+    """
+
+    samples: int
+    why: str
+
+    def check(self, metric: str, sets: Mapping[str, Tensor]) -> None:
+        """Raise :class:`UsageError` when a set (name -> (n, ...) array) is smaller."""
+        for name, x in sets.items():
+            if x.shape[0] < self.samples:
+                raise UsageError(
+                    f"{metric} needs at least {self.samples} samples per set ({self.why}); "
+                    f"{name} has {x.shape[0]}: pass more samples"
+                )
 
 
 def as_features(x: Array, name: str, min_rows: int = 1, dtype: torch.dtype | None = None) -> Tensor:

@@ -11,6 +11,10 @@ without replacement and compute
     sum_{i!=j} [k(x_i, x_j) + k(y_i, y_j)] / (m(m-1)) - 2 sum_{ij} k(x_i, y_j) / m^2;
 
 the result is the mean and the (ddof=0) standard deviation over subsets.
+
+Sizes. Both need 4 samples per set: an MMD^2 from fewer cannot be told from 0, since
+its own permutation test cannot reach p < 0.05 (:mod:`kdegen.stats.mmd`); KID's subsets
+need 2 samples for the unbiased sums and at most the smaller set.
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ import torch
 
 from kdegen import kernels
 from kdegen.errors import UsageError
-from kdegen.evaluation.metrics.inputs import Array, as_pair, at_least, positive
+from kdegen.evaluation.metrics.inputs import Array, Minimum, as_pair, at_least, positive
 from kdegen.evaluation.metrics.registry import Inputs, register_metric
-from kdegen.stats.mmd import MMDTest, mmd2, mmd_test
+from kdegen.stats.mmd import TEST_MIN_SAMPLES, MMDTest, mmd2, mmd_test
 
 __all__ = ["KIDResult", "MMDTest", "kid", "mmd2", "mmd_test"]
+
+MINIMUM = Minimum(TEST_MIN_SAMPLES, "with fewer, an MMD^2 cannot be told from 0 at p < 0.05")
 
 
 @dataclass(frozen=True)
@@ -52,8 +58,8 @@ def kid(
     """Kernel Inception Distance between feature sets ``a`` and ``b`` (float64).
 
     Args:
-        a: (n, d) features, e.g. of generated images.
-        b: (m, d) features of the reference set.
+        a: (n, d) features, e.g. of generated images, n >= 4 (see the module docstring).
+        b: (m, d) features of the reference set, m >= 4.
         subsets: number of random subsets.
         subset_size: samples drawn from each set per subset (at most min(n, m)).
         degree: polynomial degree.
@@ -65,7 +71,9 @@ def kid(
     Returns:
         Mean and std of the subset estimates.
     """
-    x, y = as_pair(a, b, ("first feature set", "second feature set"), (2, 2), torch.float64)
+    names = ("first feature set", "second feature set")
+    x, y = as_pair(a, b, names, dtype=torch.float64)
+    MINIMUM.check("kid", dict(zip(names, (x, y), strict=True)))
     subsets = at_least(subsets, 1, "subsets")
     m = at_least(subset_size, 2, "subset_size")
     if m > min(x.shape[0], y.shape[0]):
@@ -87,14 +95,16 @@ def kid(
     return KIDResult(float(values.mean()), float(values.std(correction=0)), subsets, m)
 
 
-@register_metric("kid", ("generated", "test"), "Kernel Inception Distance (mean, std)")
+@register_metric("kid", ("generated", "test"), "Kernel Inception Distance (mean, std)", MINIMUM)
 def _kid_metric(inputs: Inputs) -> dict[str, float]:
     size = min(1000, len(inputs["generated"]), len(inputs["test"]))
     r = kid(inputs["generated"], inputs["test"], subset_size=size)
     return {"mean": r.mean, "std": r.std}
 
 
-@register_metric("mmd", ("generated", "test"), "Gaussian MMD^2 (median bandwidth), permutation p")
+@register_metric(
+    "mmd", ("generated", "test"), "Gaussian MMD^2 (median bandwidth), permutation p", MINIMUM
+)
 def _mmd_metric(inputs: Inputs) -> dict[str, float]:
-    r = mmd_test(*as_pair(inputs["generated"], inputs["test"], ("generated", "test"), (2, 2)))
+    r = mmd_test(*as_pair(inputs["generated"], inputs["test"], ("generated", "test")))
     return {"mmd2": r.mmd2, "p_value": r.p_value, "bandwidth": r.bandwidth}

@@ -13,6 +13,10 @@ either the predicted digits, (n, 3) integers 0-9 from left (hundreds) to right, 
 their argmax. With probabilities, ``min_confidence`` leaves out samples whose least
 confident position is below it ("not recognised"). Reported: distinct numbers among
 the recognised samples and KL(histogram || uniform over 1,000).
+
+Sizes: one sample per mode at least (8 for ring8, 25 for grid25, 1,000 for MNIST1000).
+With fewer, modes are missed and the histogram is far from uniform by construction,
+which reads as mode collapse.
 """
 
 from __future__ import annotations
@@ -25,10 +29,14 @@ from torch import Tensor
 
 from kdegen import kernels
 from kdegen.errors import UsageError
-from kdegen.evaluation.metrics.inputs import Array, as_pair, at_least, positive
+from kdegen.evaluation.metrics.inputs import Array, Minimum, as_pair, at_least, positive
 from kdegen.evaluation.metrics.registry import Inputs, register_metric
 
 DIGIT_MODES = 1000
+PER_MODE = "one per mode; fewer miss modes by construction"
+# the registry's floor is the smallest mixture's (ring8); mode_count checks its own centres
+MIXTURE_MINIMUM = Minimum(8, "one per mode of ring8; grid25 needs 25")
+DIGIT_MINIMUM = Minimum(DIGIT_MODES, PER_MODE)
 
 
 @dataclass(frozen=True)
@@ -70,7 +78,7 @@ def mode_count(
     """Modes hit, share of high-quality samples and KL to uniform for mixture samples.
 
     Args:
-        samples: (n, d) generated points.
+        samples: (n, d) generated points, at least one per mode (n >= k).
         centres: (k, d) mode centres.
         std: the components' standard deviation.
         within: high quality = within this many std of the nearest centre.
@@ -78,6 +86,7 @@ def mode_count(
         block: tile size.
     """
     x, c = as_pair(samples, centres, ("samples", "centres"))
+    Minimum(c.shape[0], PER_MODE).check("mode_count", {"samples": x})
     radius = positive(within, "within") * positive(std, "std")
     d2, idx = kernels.nearest(x, c, k=1, block=block)
     good = d2[:, 0] <= radius * radius
@@ -130,17 +139,23 @@ def digit_mode_count(predicted: Array, min_confidence: float = 0.0) -> DigitMode
     """Distinct numbers and KL to uniform of MNIST1000 samples' predicted digits.
 
     Args:
-        predicted: (n, 3) digits, (n,) numbers or (n, 3, 10) per-position probabilities.
+        predicted: (n, 3) digits, (n,) numbers or (n, 3, 10) per-position probabilities;
+            n >= 1,000 (one per mode; those left unrecognised still count here).
         min_confidence: with probabilities, the least confident position must reach this.
     """
-    numbers = digit_numbers(predicted, min_confidence)
+    predicted = torch.as_tensor(predicted)
+    numbers = digit_numbers(predicted, min_confidence)  # checks the layout first
+    DIGIT_MINIMUM.check("digit_mode_count", {"predicted": predicted})
     counts = torch.bincount(numbers, minlength=DIGIT_MODES)
     distinct = int((counts > 0).sum())
     return DigitModes(distinct, numbers.numel(), kl_to_uniform(counts), counts)
 
 
 @register_metric(
-    "mode_count", ("generated", "mode_centres", "mode_std"), "mixture modes hit, quality, KL"
+    "mode_count",
+    ("generated", "mode_centres", "mode_std"),
+    "mixture modes hit, quality, KL",
+    MIXTURE_MINIMUM,
 )
 def _mode_count_metric(inputs: Inputs) -> dict[str, float]:
     std = float(torch.as_tensor(inputs["mode_std"]))
@@ -148,7 +163,9 @@ def _mode_count_metric(inputs: Inputs) -> dict[str, float]:
     return {"modes_hit": r.modes_hit, "high_quality": r.high_quality, "kl": r.kl_to_uniform}
 
 
-@register_metric("digit_modes", ("generated_digits",), "MNIST1000 numbers recognised, KL")
+@register_metric(
+    "digit_modes", ("generated_digits",), "MNIST1000 numbers recognised, KL", DIGIT_MINIMUM
+)
 def _digit_modes_metric(inputs: Inputs) -> dict[str, float]:
     r = digit_mode_count(inputs["generated_digits"])
     return {"distinct": r.distinct, "kl": r.kl_to_uniform}

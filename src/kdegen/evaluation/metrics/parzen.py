@@ -16,6 +16,10 @@ log-likelihood of a validation set. Their grid, 10 values in [0.1, 1], suits pix
 choice at either end of the grid warns (widen it with ``sigmas``). Without a validation
 set, a seeded random fifth of the test set (``validation_fraction``, ``seed``) is split
 off for the choice and the score is the mean over the remaining test points.
+
+Sizes: 3 per set. The test set gives at least one point to choose sigma and two for the
+mean and its standard error; fewer than 3 windows (generated samples) make a mixture
+whose default grid rests on a spread of one or two points.
 """
 
 from __future__ import annotations
@@ -29,11 +33,19 @@ from torch import Tensor
 
 from kdegen import kernels
 from kdegen.errors import UsageError
-from kdegen.evaluation.metrics.inputs import Array, as_pair, as_sets, mean_and_stderr, positive
+from kdegen.evaluation.metrics.inputs import (
+    Array,
+    Minimum,
+    as_pair,
+    as_sets,
+    mean_and_stderr,
+    positive,
+)
 from kdegen.evaluation.metrics.registry import Inputs, register_metric
 
 GRID_DECADES = (-2.0, 0.0)  # default grid: s * 10^linspace(-2, 0, GRID_SIZE)
 GRID_SIZE = 20
+MINIMUM = Minimum(3, "1 test point chooses sigma, 2 give the mean and its standard error")
 
 
 @dataclass(frozen=True)
@@ -92,8 +104,8 @@ def parzen_log_likelihood(
     """Mean Parzen-window log-likelihood of ``test`` under windows on ``samples``.
 
     Args:
-        samples: generated features (n, d), the window centres.
-        test: held-out real features (m, d).
+        samples: generated features (n, d), the window centres, n >= 3.
+        test: held-out real features (m, d), m >= 3.
         sigma: window width; None chooses it on a validation set over ``sigmas``.
         validation: features for choosing sigma; None splits a part off ``test``.
         sigmas: the grid (default: see the module docstring).
@@ -105,13 +117,15 @@ def parzen_log_likelihood(
         Mean and standard error (nats), the chosen sigma and the grid's validation scores.
     """
     if sigma is not None or validation is None:
-        s, t = as_pair(samples, test, ("samples", "test"), min_rows=(1, 2))
+        s, t = as_pair(samples, test, ("samples", "test"))
+        MINIMUM.check("parzen", {"samples": s, "test": t})
         if sigma is not None:
             return _evaluate(s, t, positive(sigma, "sigma"), (), (), block)
         t, v = _split(t, validation_fraction, seed)
     else:
         names = ("samples", "test", "validation")
-        s, t, v = as_sets([samples, test, validation], names, min_rows=(1, 2, 1))
+        s, t, v = as_sets([samples, test, validation], names)
+        MINIMUM.check("parzen", {"samples": s, "test": t})
     grid = default_sigmas(s) if sigmas is None else tuple(positive(h, "sigmas") for h in sigmas)
     if not grid:
         raise UsageError("sigmas is empty; pass at least one window width")
@@ -151,7 +165,9 @@ def _evaluate(
     return ParzenResult(mean, stderr, sigma, grid, scores, test.shape[0])
 
 
-@register_metric("parzen", ("generated", "test"), "Parzen-window log-likelihood of test (nats)")
+@register_metric(
+    "parzen", ("generated", "test"), "Parzen-window log-likelihood of test (nats)", MINIMUM
+)
 def _parzen_metric(inputs: Inputs) -> dict[str, float]:
     r = parzen_log_likelihood(inputs["generated"], inputs["test"])
     return {"mean": r.mean, "stderr": r.stderr, "sigma": r.sigma}

@@ -4,7 +4,10 @@ A :class:`Metric` names the *roles* of the arrays it reads (``needs``) and holds
 adapter that calls the public metric function with its default options and returns
 named numbers, e.g. ``{"nats": 1.2, "bits": 1.7, ...}``; the ``kdegen evaluate`` command
 collects the arrays by role, runs the metrics asked for and nests each result under
-the metric's name. Modules register their metrics with :func:`register_metric`.
+the metric's name. Each metric declares the least number of samples per set at which
+it means something (a :class:`Minimum`, which its function enforces with these
+defaults); ``kdegen evaluate`` skips it below that. Modules register their metrics
+with :func:`register_metric`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from kdegen.errors import UsageError
+from kdegen.evaluation.metrics.inputs import Minimum
 from kdegen.registry import Registry
 
 ROLES: dict[str, str] = {
@@ -42,12 +46,15 @@ class Metric:
         function: adapter from {role: array} to named numbers.
         needs: the roles (keys of :data:`ROLES`) the adapter reads.
         description: one line for listings.
+        minimum: the least number of samples in each set of samples it reads (the
+            generated, test or train set behind each role), and why.
     """
 
     name: str
     function: Adapter
     needs: tuple[str, ...]
     description: str
+    minimum: Minimum
 
     def __call__(self, inputs: Inputs) -> dict[str, float]:
         """Run the metric on ``inputs`` (role -> array); missing roles raise UsageError."""
@@ -63,7 +70,7 @@ METRICS: Registry[Metric] = Registry("metric")
 
 
 def register_metric(
-    name: str, needs: tuple[str, ...], description: str
+    name: str, needs: tuple[str, ...], description: str, minimum: Minimum
 ) -> Callable[[Adapter], Adapter]:
     """Decorator registering an adapter as metric ``name`` (duplicates are rejected)."""
     unknown = [role for role in needs if role not in ROLES]
@@ -71,7 +78,7 @@ def register_metric(
         raise RuntimeError(f"metric {name!r} needs unknown roles {unknown}")
 
     def add(function: Adapter) -> Adapter:
-        METRICS.add(name, Metric(name, function, needs, description))
+        METRICS.add(name, Metric(name, function, needs, description, minimum))
         return function
 
     return add

@@ -10,6 +10,11 @@ consecutive parts, IS is computed on each with that part's marginal, and the mea
 (population, ddof=0) standard deviation over the parts are reported. One-hot
 predictions spread evenly over k classes score k; a constant prediction scores 1.
 
+Sizes. A part of m samples scores at most m (its marginal is the mean of m rows), and a
+part of one sample exactly 1 whatever the model: each part must hold at least 2 samples,
+20 for the 10 parts ``kdegen evaluate`` uses (torch-fidelity's default, there on 50,000
+samples). For the same reason the Mode Score needs 2 samples.
+
 Mode Score, with p*(y) the label marginal of the training data:
 
     MS = exp( E_x KL(p(y|x) || p*(y)) - KL(p(y) || p*(y)) ).
@@ -30,8 +35,17 @@ import torch
 from torch import Tensor
 
 from kdegen.errors import UsageError
-from kdegen.evaluation.metrics.inputs import Array, as_probabilities, at_least
+from kdegen.evaluation.metrics.inputs import Array, Minimum, as_probabilities, at_least
 from kdegen.evaluation.metrics.registry import Inputs, register_metric
+
+SPLITS = 10  # parts of the Inception Score in `kdegen evaluate`, as torch-fidelity
+PER_SPLIT = 2  # a part of one sample scores exactly 1
+MODE_SCORE_MINIMUM = Minimum(2, "one sample scores exactly 1")
+
+
+def is_minimum(splits: int) -> Minimum:
+    """The Inception Score's least sample size: 2 for each of ``splits`` parts."""
+    return Minimum(PER_SPLIT * splits, f"2 per split for {splits} splits; one scores exactly 1")
 
 
 @dataclass(frozen=True)
@@ -63,11 +77,12 @@ def _kl_rows(p: Tensor, q: Tensor) -> Tensor:
     return (torch.special.xlogy(p, p) - torch.special.xlogy(p, q)).sum(-1)
 
 
-def inception_score(probs: Array, splits: int = 10) -> InceptionScore:
+def inception_score(probs: Array, splits: int = SPLITS) -> InceptionScore:
     """Inception Score of class probabilities (n, classes).
 
     Args:
-        probs: p(y|x) rows (non-negative, summing to 1), e.g. Inception softmax outputs.
+        probs: p(y|x) rows (non-negative, summing to 1), e.g. Inception softmax outputs;
+            at least 2 per split (see the module docstring).
         splits: consecutive parts the samples are cut into (shuffle first if sorted), at
             rows i n // splits as torch-fidelity does, so that both agree for any n.
 
@@ -75,7 +90,8 @@ def inception_score(probs: Array, splits: int = 10) -> InceptionScore:
         Mean and std over the parts.
     """
     splits = at_least(splits, 1, "splits")
-    p = as_probabilities(probs, "probs", min_rows=splits)
+    p = as_probabilities(probs, "probs")
+    is_minimum(splits).check("inception_score", {"probs": p})
     scores = []
     n = p.shape[0]
     for i in range(splits):  # torch-fidelity's parts: rows i n // splits to (i + 1) n // splits
@@ -90,14 +106,15 @@ def mode_score(probs: Array, train_probs: Array) -> ModeScore:
     """Mode Score of generated class probabilities against the training label marginal.
 
     Args:
-        probs: p(y|x) of generated samples (n, classes).
-        train_probs: p(y|x) of training samples (m, classes); their mean is p*(y).
+        probs: p(y|x) of generated samples (n, classes), n >= 2.
+        train_probs: p(y|x) of training samples (m, classes), m >= 2; their mean is p*(y).
 
     Returns:
         The score and its two KL terms (see the module docstring: score equals IS).
     """
     p = as_probabilities(probs, "probs")
     q = as_probabilities(train_probs, "train_probs")
+    MODE_SCORE_MINIMUM.check("mode_score", {"probs": p, "train_probs": q})
     if p.shape[1] != q.shape[1]:
         raise UsageError(
             f"probs has {p.shape[1]} classes but train_probs has {q.shape[1]}; "
@@ -112,15 +129,22 @@ def mode_score(probs: Array, train_probs: Array) -> ModeScore:
     return ModeScore(math.exp(log_score), expected_kl, marginal_kl)
 
 
-@register_metric("inception_score", ("generated_probs",), "Inception Score (mean, std, 10 splits)")
+@register_metric(
+    "inception_score",
+    ("generated_probs",),
+    f"Inception Score (mean, std, {SPLITS} splits)",
+    is_minimum(SPLITS),
+)
 def _inception_metric(inputs: Inputs) -> dict[str, float]:
-    n = len(inputs["generated_probs"])
-    r = inception_score(inputs["generated_probs"], splits=max(1, min(10, n)))
+    r = inception_score(inputs["generated_probs"], splits=SPLITS)
     return {"mean": r.mean, "std": r.std}
 
 
 @register_metric(
-    "mode_score", ("generated_probs", "train_probs"), "Mode Score and label-marginal KL"
+    "mode_score",
+    ("generated_probs", "train_probs"),
+    "Mode Score and label-marginal KL",
+    MODE_SCORE_MINIMUM,
 )
 def _mode_score_metric(inputs: Inputs) -> dict[str, float]:
     r = mode_score(inputs["generated_probs"], inputs["train_probs"])

@@ -90,6 +90,7 @@ TINY: dict[str, Tiny] = {
     "pacgan": Tiny(POINTS, {**MLP, "pack": 2}, frozenset({HasGenerator})),
     "unrolled": Tiny(IMAGES, {**DCGAN, "unroll_steps": 1}, frozenset({HasGenerator})),
     "bigan": Tiny(IMAGES, DCGAN, AUTOENCODES),
+    "veegan": Tiny(POINTS, MLP, AUTOENCODES),
     # refits at steps 1 and 4: the resumed run's step 3 draws from the KDE of before the stop
     "kdegan": Tiny(
         POINTS,

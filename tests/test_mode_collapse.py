@@ -29,7 +29,10 @@ def test_tiny_run_writes_table_json_and_plot(
         assert 0 <= row["modes_min"] <= row["modes_mean"] <= row["modes_max"]
         assert row["modes_max"] <= (8 if row["data"] == "ring8" else 25)
         assert 0.0 <= row["high_quality"] <= 1.0 and row["seeds"] == 1
-    assert len(data["runs"]) == 14 and {"pacgan_claim_reproduced", "gan_all_25_seeds"} <= set(data)
+    assert len(data["runs"]) == 2 * len(labels) and {
+        "pacgan_claim_reproduced",
+        "gan_all_25_seeds",
+    } <= set(data)
     for name in ("table.md", "plot.png"):
         assert (tmp_path / name).stat().st_size > 0
     assert (tmp_path / "runs" / "grid25-pacgan2-seed0" / "checkpoints" / "latest.pt").is_file()
@@ -37,7 +40,9 @@ def test_tiny_run_writes_table_json_and_plot(
     assert config["method"] == "unrolled" and config["train"]["steps"] == 20
     # each model is a part: a second run reuses all of them and writes the same table
     assert main(argv) == 0
-    assert "reusing 14 of 14 finished parts" in capsys.readouterr().err
+    assert (
+        f"reusing {2 * len(labels)} of {2 * len(labels)} finished parts" in capsys.readouterr().err
+    )
     assert json.loads((tmp_path / "results.json").read_text())["rows"] == data["rows"]
 
 

@@ -15,6 +15,8 @@ to 0, and the same number of steps:
 - ``minibatch``: the GAN with minibatch discrimination, 5 kernels of dimension 3
   (Salimans et al. Sec. 3.2);
 - ``bigan``: BiGAN / ALI, a discriminator on (x, z) pairs and an encoder;
+- ``veegan``: VEEGAN, ALI's pairs with a reconstructor F trained to invert G in code space
+  (Srivastava et al. 2017);
 - ``kdegan``: noise from a KDE of the data's reversed codes (Generator Reversal, Alg. 2).
 
 Each run draws 2,500 samples (VEEGAN's and PacGAN's count). A sample is of high quality
@@ -75,6 +77,7 @@ METHOD_OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "pacgan2": ("pacgan", {"pack": 2}),
     "minibatch": ("gan", {"minibatch_discrimination": 5, "minibatch_dim": 3}),
     "bigan": ("bigan", {}),
+    "veegan": ("veegan", {}),
     "kdegan": ("kdegan", {}),
 }
 SHARED: dict[str, Any] = {"hidden": 128, "layers": 3, "lr_decay": "linear"}

@@ -22,6 +22,7 @@ update on both sides; for ``minimax`` and ``non-saturating`` it is the non-satur
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -51,8 +52,11 @@ def build_encoder(spec: DataSpec, latent: int, width: int, hidden: int, layers: 
     return FCEncoder(spec.shape, latent, [hidden] * layers)
 
 
+BC = TypeVar("BC", bound=BiGANConfig)
+
+
 @METHODS.register("bigan")
-class BiGAN(GAN[BiGANConfig]):
+class BiGAN(GAN[BC]):
     """Generator G, encoder E and a discriminator on (x, z) pairs (see the module)."""
 
     Config = BiGANConfig

@@ -47,6 +47,7 @@ from kdegen.methods.capabilities import (
     HasEncoder,
     HasGenerator,
     KeepsCodes,
+    ReconstructsLevels,
     SamplesClasses,
     TransformsImages,
 )
@@ -57,7 +58,7 @@ from kdegen.runs.training import Trainer
 CPU = torch.device("cpu")
 CTX = Context(0, 1, CPU)
 CAPABILITIES = (HasGenerator, HasEncoder, Autoencodes, KeepsCodes, Classifies, SamplesClasses,
-                TransformsImages)  # fmt: skip
+                TransformsImages, ReconstructsLevels)  # fmt: skip
 STEPS = 2  # the resumed run stops after STEPS and continues for STEPS more
 BATCH = 16
 POINTS, IMAGES = "ring8:n=256", "digits"  # both labelled (8 modes, 10 digits)
@@ -91,6 +92,7 @@ TINY: dict[str, Tiny] = {
     "unrolled": Tiny(IMAGES, {**DCGAN, "unroll_steps": 1}, frozenset({HasGenerator})),
     "bigan": Tiny(IMAGES, DCGAN, AUTOENCODES),
     "veegan": Tiny(POINTS, MLP, AUTOENCODES),
+    "hali": Tiny(IMAGES, {**DCGAN, "latent1": 6}, AUTOENCODES | {ReconstructsLevels}),
     # refits at steps 1 and 4: the resumed run's step 3 draws from the KDE of before the stop
     "kdegan": Tiny(
         POINTS,
@@ -311,6 +313,13 @@ def test_method_capabilities(name: str) -> None:
         kept = method.latent_codes()
         assert kept.dim() == 2 and len(kept) > 0 and finite(kept)
         assert codes is None or kept.shape[1] == codes
+    if isinstance(method, ReconstructsLevels):
+        levels = method.level_reconstructions(x)
+        assert levels and all(r.shape == x.shape and finite(r) for r in levels.values())
+        G = method.generator()  # type: ignore[attr-defined]
+        with evaluating(G):  # the deepest level is the reconstruction through the codes
+            deepest = G(method.encode(x))  # type: ignore[attr-defined]
+        torch.testing.assert_close(list(levels.values())[-1], deepest)
     if isinstance(method, Classifies):
         logits = method.classify(x)
         assert logits.shape == (10, data.num_classes) and finite(logits)

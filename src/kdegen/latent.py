@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -70,17 +71,24 @@ def reverse_images(
     return ReversedSet(*(torch.cat([p[i].cpu() for p in parts]) for i in range(4)))
 
 
-def save_codes(path: Path, reversed_set: ReversedSet, labels: Tensor | None) -> None:
-    """Write codes, per-example loss and steps (and labels) to an .npz."""
+def save_codes(
+    path: Path,
+    reversed_set: ReversedSet,
+    labels: Tensor | None,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Write codes, per-example loss and steps (and labels, and ``extra`` arrays by name)
+    to an .npz."""
     arrays = {
         "codes": reversed_set.codes.numpy(),
         "loss": reversed_set.loss.numpy(),
         "steps": reversed_set.steps.numpy(),
+        **(extra or {}),
     }
     if labels is not None:
         arrays["labels"] = labels.cpu().numpy()
     with atomic_path(path) as tmp, tmp.open("wb") as handle:
-        np.savez(handle, **arrays)  # type: ignore[arg-type]
+        np.savez(handle, **arrays)
 
 
 def read_codes(path: str | Path) -> Tensor:

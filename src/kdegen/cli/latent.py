@@ -18,7 +18,13 @@ from kdegen.data import load
 from kdegen.errors import UsageError
 from kdegen.files import atomic_path, write_text_atomic
 from kdegen.images import save_grid
-from kdegen.methods.capabilities import Autoencodes, HasGenerator, KeepsCodes, capable
+from kdegen.methods.capabilities import (
+    Autoencodes,
+    HasGenerator,
+    KeepsCodes,
+    ReconstructsLevels,
+    capable,
+)
 from kdegen.reversal import ReversalConfig
 
 
@@ -122,12 +128,22 @@ def cmd_encode(argv: list[str]) -> int:
     result = latent.ReversedSet(
         codes.cpu(), error, torch.zeros(len(x), dtype=torch.long), recon.cpu()
     )
-    latent.save_codes(out, result, data.labels)
+    # a latent hierarchy (hali): a reconstruction through each level, the deepest last
+    levels = method.level_reconstructions(x) if isinstance(method, ReconstructsLevels) else {}
+    extra = {f"reconstructions_{k}": v.cpu().numpy() for k, v in levels.items()}
+    errors = {k: (v - x).pow(2).flatten(1).mean(1).cpu() for k, v in levels.items()}
+    extra.update({f"errors_{k}": e.numpy() for k, e in errors.items()})
+    latent.save_codes(out, result, data.labels, extra)
     if len(loaded.method.spec.shape) == 3:
         shown = min(16, len(x))
-        pair = torch.cat([data.images[:shown].cpu(), result.reconstructions[:shown]])
-        save_grid(pair, out.with_suffix(".png"), nrow=shown)
-    print(f"encoded {len(x)} examples: mean squared error {float(error.mean()):.4g}; wrote {out}")
+        rows = [v.cpu() for v in levels.values()] or [result.reconstructions]
+        grid = torch.cat([data.images[:shown].cpu(), *(r[:shown] for r in rows)])
+        save_grid(grid, out.with_suffix(".png"), nrow=shown)
+    by_level = "".join(f", through {k} {float(e.mean()):.4g}" for k, e in errors.items())
+    print(
+        f"encoded {len(x)} examples: mean squared error {float(error.mean()):.4g}{by_level}; "
+        f"wrote {out}"
+    )
     return 0
 
 

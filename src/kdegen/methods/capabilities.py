@@ -39,6 +39,13 @@ class Autoencodes(HasGenerator, HasEncoder, Protocol):
 
 
 @runtime_checkable
+class ReconstructsLevels(Protocol):
+    """Reconstructions of data through each level of a latent hierarchy (HALI), by name."""
+
+    def level_reconstructions(self, x: Tensor) -> dict[str, Tensor]: ...
+
+
+@runtime_checkable
 class KeepsCodes(Protocol):
     """Codes kept for training examples (KDE-GAN's code bank)."""
 

@@ -346,6 +346,7 @@ EXPERIMENT_TESTS: dict[str, str] = {
     "gen-correlation": "test_gen_experiments.py::test_gen_correlation_tiny",
     "gen-entropy": "test_gen_experiments.py::test_gen_entropy_tiny",
     "gen-mog": "test_gen_experiments.py::test_gen_mog_tiny_through_the_cli",
+    "hali-levels": "test_hali.py::test_quick_hali_levels_experiment",
     "heuristics": "test_heuristics.py::test_quick_heuristics_experiment_writes_table_json_and_plot",
     "learning-speed":
         "test_kdegan_experiments.py::test_tiny_learning_speed_writes_curves_table_and_plot",

@@ -1,5 +1,7 @@
-"""Statistics on samples: MMD two-sample estimates and tests, KDE divergences and entropy."""
+"""Statistics on samples: MMD two-sample estimates and tests, KDE divergences and entropy,
+and annealed importance sampling of a decoder's log-likelihood."""
 
+from kdegen.stats.ais import AISEstimate, ais_log_likelihood
 from kdegen.stats.jsd import (
     entropy_bandwidth,
     kde_entropy,
@@ -11,7 +13,9 @@ from kdegen.stats.jsd import (
 from kdegen.stats.mmd import MMDTest, median_bandwidth, mmd2, mmd_test
 
 __all__ = [
+    "AISEstimate",
     "MMDTest",
+    "ais_log_likelihood",
     "entropy_bandwidth",
     "kde_entropy",
     "kde_jsd",

@@ -42,6 +42,9 @@ HS = TypeVar("HS", bound="HALIConfig")
 class HALIConfig(BiGANConfig):
     """Options of ``hali``: those of ``bigan`` (``--latent`` is z2's size) and z1's size."""
 
+    latent: int = option(
+        0, "dimension of the top latent level z2 (0: 64 for images, the data's for points)", ge=0
+    )
     latent1: int = option(
         0, "dimension of the first latent level z1 (0: 128 for images, the data's for points)", ge=0
     )

@@ -40,7 +40,8 @@ from kdegen.experiments.base import (
     write_outputs,
 )
 from kdegen.methods import METHODS
-from kdegen.methods.capabilities import Autoencodes, ReconstructsLevels
+from kdegen.methods.bigan import BiGAN
+from kdegen.methods.capabilities import ReconstructsLevels
 
 BATCH = 64
 SHOWN = 12
@@ -76,8 +77,8 @@ def reconstructions(name: str, folder: str, x: Tensor) -> dict[str, Tensor]:
     method = runs.load_run(folder, "cpu").method
     if isinstance(method, ReconstructsLevels):
         return {f"{name} via {k}": v for k, v in method.level_reconstructions(x).items()}
-    assert isinstance(method, Autoencodes)
-    return {name: method.generator()(method.encode(x)).detach()}
+    assert isinstance(method, BiGAN)
+    return {name: method.reconstruct(x)}  # G(E(x)) in eval mode, as the levels are
 
 
 def train_and_measure(

@@ -28,6 +28,7 @@ from kdegen.config import Config, option
 from kdegen.errors import UsageError
 from kdegen.files import human_size
 from kdegen.methods.capabilities import HasGenerator, KeepsCodes, SamplesClasses, capable
+from kdegen.nets.modes import sizes
 from kdegen.priors import DEFAULT_KDE_BANDWIDTH, parse_bandwidth
 from kdegen.reversal import latent_dim
 
@@ -213,8 +214,7 @@ class Stream(Protocol):
 def chunk_sizes(shape: tuple[int, ...]) -> Iterator[int]:
     """Sizes of the chunks the samples of ``shape`` (N, ...) are drawn and written in."""
     per_chunk = max(1, min(CHUNK_SAMPLES, CHUNK_BYTES // (4 * math.prod(shape[1:]))))
-    for start in range(0, shape[0], per_chunk):
-        yield min(per_chunk, shape[0] - start)
+    yield from sizes(shape[0], per_chunk)
 
 
 def _stream(

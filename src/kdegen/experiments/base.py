@@ -17,6 +17,7 @@ import itertools
 import json
 import math
 import multiprocessing
+import statistics
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -272,6 +273,23 @@ def write_outputs(
 
     plt.close(figure)
     return [out / "table.md", out / "results.json", out / "plot.png"]
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation of the values of the seeds (std 0 for one)."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def draw_band(
+    ax: Any, x: Sequence[float], per_point: Sequence[Sequence[float]], label: str, alpha: float
+) -> Any:
+    """The mean over seeds at each x as a line, with a band of one standard deviation in
+    its colour; ``per_point[i]`` holds the seeds' values at ``x[i]``. Returns the line."""
+    stats = [mean_std(v) for v in per_point]
+    (line,) = ax.plot(x, [m for m, _ in stats], label=label)
+    low, high = [m - s for m, s in stats], [m + s for m, s in stats]
+    ax.fill_between(x, low, high, color=line.get_color(), alpha=alpha, lw=0)
+    return line
 
 
 def new_figure(panels: int, width: float = 4.5) -> tuple[Any, Any]:

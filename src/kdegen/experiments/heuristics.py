@@ -45,7 +45,9 @@ from kdegen.experiments.base import (
     Outcome,
     Part,
     Settings,
+    draw_band,
     experiment,
+    mean_std,
     run_parts,
     run_training,
     write_outputs,
@@ -125,10 +127,6 @@ def train_one(
     return curve
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
 COLUMNS = ("modes_mean", "modes_std", "high_quality", "is_final", "is_final_std", "is_best",
            "fid_final", "fid_final_std")  # fmt: skip
 
@@ -138,12 +136,12 @@ def _row(data: str, label: str, found: list[dict[str, Any]]) -> dict[str, Any]:
     row: dict[str, Any] = {"data": data, "heuristic": label, "seeds": len(found)}
     row.update(dict.fromkeys(COLUMNS))
     if "modes" in found[0]:
-        row["modes_mean"], row["modes_std"] = _mean_std([r["modes"] for r in found])
+        row["modes_mean"], row["modes_std"] = mean_std([r["modes"] for r in found])
         row["high_quality"] = statistics.fmean(r["high_quality"] for r in found)
     else:
-        row["is_final"], row["is_final_std"] = _mean_std([r["inception_score"][-1] for r in found])
+        row["is_final"], row["is_final_std"] = mean_std([r["inception_score"][-1] for r in found])
         row["is_best"] = statistics.fmean(max(r["inception_score"]) for r in found)
-        row["fid_final"], row["fid_final_std"] = _mean_std([r["fid"][-1] for r in found])
+        row["fid_final"], row["fid_final_std"] = mean_std([r["fid"][-1] for r in found])
     return row
 
 
@@ -187,12 +185,8 @@ def _plot(curves: dict[tuple[str, str], list[dict[str, Any]]], rows: list[dict[s
             for label in HEURISTICS:
                 found = curves[(data, label)]
                 steps = found[0]["steps"]
-                stats = [_mean_std([c[metric][i] for c in found]) for i in range(len(steps))]
-                mean = [m for m, _ in stats]
-                (line,) = ax.plot(steps, mean, label=label)
-                low = [m - s for m, s in stats]
-                high = [m + s for m, s in stats]
-                ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.15, lw=0)
+                per_step = [[c[metric][i] for c in found] for i in range(len(steps))]
+                draw_band(ax, steps, per_step, label, alpha=0.15)
             ax.set(xlabel="training step", ylabel=metric.replace("_", " "), title=data)
             ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

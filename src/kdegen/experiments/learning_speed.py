@@ -43,8 +43,10 @@ from kdegen.experiments.base import (
     Outcome,
     Part,
     Settings,
+    draw_band,
     embed_all,
     experiment,
+    mean_std,
     reference_classifier,
     run_parts,
     run_training,
@@ -153,10 +155,6 @@ def _schedule(settings: Settings, size: Size) -> dict[str, tuple[int, int]]:
     return {settings.data: (steps, every)}
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
 def _at(curve: dict[str, Any], step: int) -> float:
     return float(curve["inception_score"][curve["steps"].index(step)])
 
@@ -180,7 +178,7 @@ def _rows(
             marks = [steps[max(0, math.ceil(len(steps) * q) - 1)] for q in (0.25, 0.5, 0.75, 1)]
             row: dict[str, Any] = {"data": data, "method": label, "seeds": len(runs_)}
             for q, s in zip(("q1", "q2", "q3", "end"), marks, strict=True):
-                m, sd = _mean_std([_at(c, s) for c in runs_])
+                m, sd = mean_std([_at(c, s) for c in runs_])
                 row[f"is_{q}"] = f"{m:.4g} ± {sd:.2g} (step {s})"
             row["fid_end"] = statistics.fmean(c["fid"][-1] for c in runs_)
             row["s_per_step"] = statistics.fmean(c["time"][-1] / c["steps"][-1] for c in runs_)
@@ -268,19 +266,9 @@ def _plot(curves: dict[tuple[str, str], list[dict[str, Any]]], real: dict[str, f
             runs_ = curves[(data, label)]
             steps = runs_[0]["steps"]
             values = [[c["inception_score"][i] for c in runs_] for i in range(len(steps))]
-            mean = [statistics.fmean(v) for v in values]
-            sd = [_mean_std(v)[1] for v in values]
             times = [statistics.fmean(c["time"][i] for c in runs_) for i in range(len(steps))]
             for ax, x in ((row[0], steps), (row[1], times)):
-                (line,) = ax.plot(x, mean, label=label)
-                ax.fill_between(
-                    x,
-                    [m - s for m, s in zip(mean, sd, strict=True)],
-                    [m + s for m, s in zip(mean, sd, strict=True)],
-                    color=line.get_color(),
-                    alpha=0.2,
-                    lw=0,
-                )
+                line = draw_band(ax, x, values, label, alpha=0.2)
             if runs_[0]["rev_steps"]:
                 row[2].plot(
                     runs_[0]["rev_step"],

@@ -134,8 +134,11 @@ def resume(out: str | Path, progress: bool = True, **overrides: Any) -> RunDir:
     """
     run = RunDir(out)
     if run.root.is_dir() and run.needs_recovery():  # a forced start a crash stopped
-        with _writing(run, distributed.Context(0, 1, torch.device("cpu"))):
+        run.lock()
+        try:
             run.recover()
+        finally:
+            run.unlock()
     run.check_existing()
     config = read_run_config(run)
     given = overrides.get("data")

@@ -26,6 +26,7 @@ from kdegen import distributed
 from kdegen.config import TrainConfig
 from kdegen.distributed import Context
 from kdegen.errors import UsageError
+from kdegen.files import describe_write_error
 from kdegen.images import save_samples
 from kdegen.methods.base import Batch, Method
 from kdegen.runs.directory import RunDir
@@ -60,8 +61,6 @@ class OutputFailed(Exception):
     the last checkpoint written completely is kept."""
 
     def __init__(self, step: int, error: OSError, run: str, saved: int | None) -> None:
-        from kdegen.files import describe_write_error
-
         what = describe_write_error(error) or f"{error.strerror}: {error.filename}"
         kept = (
             f"the last good checkpoint (step {saved}) is kept in {run}/checkpoints; "
